@@ -1,0 +1,336 @@
+"""The Airflow 3.1 side: what is patched, how it is undone, and what each patch checks first.
+
+Four read paths of a 3.1.8 process meet rows written by Airflow 3.2+:
+
+* ``BaseSerialization.deserialize`` (``task_instance.next_kwargs``, ``trigger.kwargs``, task
+  runners): wrapped at class level, so every caller and 3.1's own recursion go through it.
+* ``airflow.serialization.serde.deserialize`` (XCom values): 3.2 writes ``uuid.UUID``, which
+  3.1's serde has no deserializer for.
+* ``airflow.models.deadline.deserialize`` (``deadline.callback``): the 3.2 downgrade migration
+  rebuilds it as a serde envelope holding legacy envelopes, which 3.1's serde cannot read.
+* ``airflow.sdk.definitions.callback``: named by deadline alerts that the downgrade wrote back
+  into serialized DAGs; task-sdk 1.1 keeps those classes in ``...definitions.deadline``.
+
+Each patch saves the raw attribute it replaces (from ``vars()``, so a classmethod is restored
+as the same descriptor) and is undone only while it is still the one in place.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import inspect
+import logging
+import sys
+import threading
+import uuid
+from typing import Any, Callable
+
+from airflow_serde_compat.translate import (
+    CLASSNAME,
+    DATA,
+    TYPE,
+    VAR,
+    VERSION,
+    UnsupportedPayload,
+    is_legacy_envelope,
+    to_legacy,
+)
+
+__all__ = [
+    "PatchSkipped",
+    "apply_base_serialization",
+    "apply_deadline",
+    "apply_serde",
+    "counts",
+    "install_callback_alias",
+    "is_patched",
+    "restore_all",
+]
+
+log = logging.getLogger("airflow_serde_compat")
+
+SERIALIZED_OBJECTS = "airflow.serialization.serialized_objects"
+SERDE = "airflow.serialization.serde"
+DEADLINE = "airflow.models.deadline"
+CALLBACK_ALIAS = "airflow.sdk.definitions.callback"
+CALLBACK_SOURCE = "airflow.sdk.definitions.deadline"
+
+#: Translations per kind in this process (serde classname, "dict", "Encoding.TYPE",
+#: "failed"). Read by ``airflow-serde-compat doctor`` and the tests.
+counts: dict[str, int] = {}
+
+_lock = threading.RLock()
+# (id(owner), name) -> (owner, name, original raw attribute, our replacement)
+_patches: dict[tuple[int, str], tuple[Any, str, Any, Any]] = {}
+_logged_failures: set[tuple[str | None, str]] = set()
+
+
+class PatchSkipped(RuntimeError):
+    """The target does not look like the Airflow 3.1 code this bridge was built against."""
+
+
+def _replace(owner: Any, name: str, replacement: Any) -> None:
+    with _lock:
+        key = (id(owner), name)
+        if key in _patches and vars(owner).get(name) is _patches[key][3]:
+            return
+        _patches[key] = (owner, name, vars(owner)[name], replacement)
+        setattr(owner, name, replacement)
+
+
+def is_patched(owner: Any, name: str) -> bool:
+    entry = _patches.get((id(owner), name))
+    return entry is not None and vars(owner).get(name) is entry[3]
+
+
+def restore_all() -> list[str]:
+    """Undo every patch still in place; return what could not be undone (someone wrapped on top)."""
+    left = []
+    with _lock:
+        for key, (owner, name, original, replacement) in list(_patches.items()):
+            if vars(owner).get(name) is replacement:
+                setattr(owner, name, original)
+                del _patches[key]
+            else:
+                left.append(f"{getattr(owner, '__name__', owner)}.{name}")
+        _remove_callback_alias()
+    return left
+
+
+def _stat(name: str) -> None:
+    # Airflow's Stats is a no-op unless statsd/otel is configured; never let it fail a read.
+    try:
+        from airflow.stats import Stats
+
+        Stats.incr(f"serde_compat.{name}")
+    except Exception:  # pragma: no cover - metrics must not break deserialization
+        log.debug("could not emit serde_compat.%s", name, exc_info=True)
+
+
+def _translate(payload: Any) -> Any:
+    try:
+        legacy = to_legacy(payload, resolve=_resolve_with_airflow, counts=counts)
+    except UnsupportedPayload as err:
+        counts["failed"] = counts.get("failed", 0) + 1
+        _stat("failed")
+        key = (err.classname, err.reason)
+        if key not in _logged_failures:
+            _logged_failures.add(key)
+            # The message names classname, version and path only: never the row's values.
+            log.error("%s", err)
+        raise
+    _stat("translated")
+    return legacy
+
+
+def _resolve_with_airflow(envelope: dict, path: str) -> Any:
+    """Legacy JSON for a classname with no legacy encoding, by 3.1's own rules.
+
+    3.1's serde decodes it (its allow-list decides what may be imported), then 3.1's
+    ``BaseSerialization.serialize`` gives exactly what a 3.1 writer would have stored.
+    """
+    from airflow.serialization import serde
+    from airflow.serialization.serialized_objects import BaseSerialization
+
+    original = _original(serde, "deserialize")
+    try:
+        value = original(envelope)
+    except ImportError as err:
+        # 3.1's message names the class and the allow-list setting; it holds no row data.
+        raise UnsupportedPayload(
+            f"Airflow 3.1 refuses to import it ({err})",
+            path=path,
+            classname=envelope.get(CLASSNAME),
+            version=envelope.get(VERSION),
+        ) from None
+    except Exception as err:
+        raise UnsupportedPayload(
+            f"Airflow 3.1's serde could not decode it ({type(err).__name__})",
+            path=path,
+            classname=envelope.get(CLASSNAME),
+            version=envelope.get(VERSION),
+        ) from None
+    return BaseSerialization.serialize(value)
+
+
+def _original(owner: Any, name: str) -> Any:
+    entry = _patches.get((id(owner), name))
+    return entry[2] if entry is not None else vars(owner)[name]
+
+
+# --- BaseSerialization.deserialize -----------------------------------------------------------
+
+
+def _check_base_serialization(module: Any) -> Callable[..., Any]:
+    base = getattr(module, "BaseSerialization", None)
+    if base is None:
+        raise PatchSkipped(f"{SERIALIZED_OBJECTS} has no BaseSerialization")
+    raw = vars(base).get("deserialize")
+    if not isinstance(raw, classmethod):
+        raise PatchSkipped("BaseSerialization.deserialize is not a classmethod")
+    params = list(inspect.signature(raw.__func__).parameters)
+    if params != ["cls", "encoded_var"]:
+        raise PatchSkipped(f"BaseSerialization.deserialize has parameters {params}, not (cls, encoded_var)")
+    from airflow.serialization.enums import Encoding
+
+    if (Encoding.TYPE.value, Encoding.VAR.value) != (TYPE, VAR):
+        raise PatchSkipped(f"legacy encoding keys are {Encoding.TYPE.value!r}/{Encoding.VAR.value!r}")
+    # The primitive fast path below copies _is_primitive; only valid while nobody overrides it.
+    for obj in vars(module).values():
+        if isinstance(obj, type) and issubclass(obj, base) and obj is not base:
+            for attr in ("_is_primitive", "_primitive_types", "deserialize"):
+                if attr in vars(obj) and not (attr == "deserialize" and _delegates(obj)):
+                    raise PatchSkipped(f"{obj.__name__} overrides {attr}")
+    return raw.__func__
+
+
+def _delegates(cls: type) -> bool:
+    # SerializedBaseOperator.deserialize only forwards to BaseSerialization.deserialize.
+    try:
+        source = inspect.getsource(vars(cls)["deserialize"])
+    except (OSError, TypeError):
+        return False
+    return "BaseSerialization.deserialize(" in source
+
+
+def apply_base_serialization(module: Any) -> bool:
+    """Wrap ``BaseSerialization.deserialize``; return False if it was already wrapped."""
+    base = module.BaseSerialization
+    if is_patched(base, "deserialize"):
+        return False
+    original = _check_base_serialization(module)
+
+    def deserialize(cls: Any, encoded_var: Any) -> Any:
+        # Hot path: every node of every legacy payload (serialized DAGs included) passes
+        # here. Primitives return without the original's extra classmethod call; legacy
+        # envelopes and lists cost one class check and two key lookups.
+        if encoded_var is None or isinstance(encoded_var, cls._primitive_types):
+            return encoded_var
+        if encoded_var.__class__ is dict and not (
+            len(encoded_var) == 2 and TYPE in encoded_var and VAR in encoded_var
+        ):
+            encoded_var = _translate(encoded_var)
+        return original(cls, encoded_var)
+
+    deserialize.__wrapped__ = original  # type: ignore[attr-defined]
+    deserialize.__qualname__ = "BaseSerialization.deserialize"
+    deserialize.__doc__ = original.__doc__
+    _replace(base, "deserialize", classmethod(deserialize))
+    return True
+
+
+# --- serde.deserialize (XCom values) ---------------------------------------------------------
+
+
+def _uuid(envelope: dict, full: bool) -> Any:
+    version, data = envelope.get(VERSION), envelope.get(DATA)
+    if version.__class__ is not int or version > 1 or data.__class__ is not str:
+        raise UnsupportedPayload(
+            "expected version 1 with a UUID string", classname="uuid.UUID", version=version
+        )
+    try:
+        value = uuid.UUID(data)
+    except ValueError:
+        raise UnsupportedPayload("not a UUID", classname="uuid.UUID", version=version) from None
+    # task-sdk 1.2 reads it back as uuid.UUID (a stdlib value type, built here without any
+    # import by name); 3.1's serde had no deserializer for it at all.
+    return value if full else str(value)
+
+
+def apply_serde(module: Any) -> bool:
+    if is_patched(module, "deserialize"):
+        return False
+    original = vars(module)["deserialize"]
+    params = list(inspect.signature(original).parameters)
+    if params[:3] != ["o", "full", "type_hint"]:
+        raise PatchSkipped(f"serde.deserialize has parameters {params}")
+
+    def deserialize(o: Any, full: bool = True, type_hint: Any = None) -> Any:
+        if o.__class__ is dict and o.get(CLASSNAME) == "uuid.UUID" and VERSION in o:
+            return _uuid(o, full)
+        return original(o, full, type_hint)
+
+    deserialize.__wrapped__ = original  # type: ignore[attr-defined]
+    _replace(module, "deserialize", deserialize)
+    return True
+
+
+# --- models.deadline (deadline.callback) -----------------------------------------------------
+
+
+def _legacy_to_objects(node: Any) -> Any:
+    """Replace every legacy envelope by the object 3.1's BaseSerialization builds from it.
+
+    3.1's serde returns non-JSON objects unchanged, so the serde envelope around them (the
+    AsyncCallback the downgrade migration wrote) still decodes the usual way.
+    """
+    if node.__class__ is dict:
+        if is_legacy_envelope(node):
+            from airflow.serialization.serialized_objects import BaseSerialization
+
+            return BaseSerialization.deserialize(node)
+        return {k: _legacy_to_objects(v) for k, v in node.items()}
+    if node.__class__ is list:
+        return [_legacy_to_objects(v) for v in node]
+    return node
+
+
+def apply_deadline(module: Any) -> bool:
+    if is_patched(module, "deserialize"):
+        return False
+    if "deserialize" not in vars(module):
+        raise PatchSkipped(f"{DEADLINE} does not import serde.deserialize")
+    serde = sys.modules[SERDE]
+
+    def deserialize(o: Any, full: bool = True, type_hint: Any = None) -> Any:
+        # Looked up per call so the serde patch (uuid) applies, or not once undone.
+        return serde.deserialize(_legacy_to_objects(o), full, type_hint)
+
+    deserialize.__wrapped__ = vars(module)["deserialize"]  # type: ignore[attr-defined]
+    _replace(module, "deserialize", deserialize)
+    return True
+
+
+# --- airflow.sdk.definitions.callback alias ------------------------------------------------
+
+
+class _CallbackAliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Serves ``airflow.sdk.definitions.callback`` from task-sdk 1.1's ``...deadline``.
+
+    Appended to ``sys.meta_path``, so a task-sdk that has the real module always wins.
+    """
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname != CALLBACK_ALIAS:
+            return None
+        return importlib.machinery.ModuleSpec(fullname, self)
+
+    def create_module(self, spec: Any) -> Any:
+        return None
+
+    def exec_module(self, module: Any) -> None:
+        source = importlib.import_module(CALLBACK_SOURCE)
+        names = ("Callback", "AsyncCallback", "SyncCallback")
+        for name in names:
+            setattr(module, name, getattr(source, name))
+        module.__all__ = list(names)
+
+
+_alias_finder = _CallbackAliasFinder()
+
+
+def install_callback_alias() -> bool:
+    if _alias_finder in sys.meta_path:
+        return False
+    sys.meta_path.append(_alias_finder)
+    return True
+
+
+def _remove_callback_alias() -> None:
+    if _alias_finder in sys.meta_path:
+        sys.meta_path.remove(_alias_finder)
+    module = sys.modules.get(CALLBACK_ALIAS)
+    if module is not None and getattr(module, "__loader__", None) is _alias_finder:
+        del sys.modules[CALLBACK_ALIAS]

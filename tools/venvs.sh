@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Builds (once) and caches the pinned Airflow virtualenvs the tests and the demo run against.
+# Airflow's constraint files are not reachable here, so each install is pinned by an upload
+# cut-off just after its release (see README "Reproducible installs").
+#   tools/venvs.sh [NAME ...]     NAME in: 318 318t 320 321 322 33x   (default: 318 321)
+# Prints nothing on success but the venv paths; rebuilds a venv whose spec changed.
+set -euo pipefail
+CACHE="${AIRFLOW_SERDE_COMPAT_CACHE:-$HOME/.cache/airflow-serde-compat}"
+PY="${PYTHON:-python3}"
+mkdir -p "$CACHE"
+
+spec() {
+  case "$1" in
+    318) echo "2026-03-12T00:00:00Z|apache-airflow[postgres]==3.1.8 sqlalchemy<2.1 pymysql" ;;
+    # The test runner's venv: 3.1.8 as above plus the test tools (newest, they are ours).
+    318t) echo "2026-03-12T00:00:00Z|apache-airflow[postgres]==3.1.8 sqlalchemy<2.1 pymysql|pytest hypothesis build" ;;
+    320) echo "2026-04-08T00:00:00Z|apache-airflow[postgres]==3.2.0 pymysql" ;;
+    321) echo "2026-04-23T00:00:00Z|apache-airflow[postgres]==3.2.1 pymysql" ;;
+    322) echo "2026-05-30T00:00:00Z|apache-airflow[postgres]==3.2.2 pymysql" ;;
+    33x) echo "${AIRFLOW_33X_CUTOFF:-2026-09-18T00:00:00Z}|apache-airflow[postgres]>=3.3,<3.4 pymysql" ;;
+    *) echo "unknown venv $1" >&2; exit 2 ;;
+  esac
+}
+
+build() {
+  local name="$1" s cutoff pkgs dir extra
+  s="$(spec "$name")"; cutoff="${s%%|*}"; pkgs="${s#*|}"; extra=""
+  if [[ "$pkgs" == *"|"* ]]; then extra="${pkgs#*|}"; pkgs="${pkgs%%|*}"; fi
+  dir="$CACHE/v$name"
+  if [[ -f "$dir/.spec" && "$(cat "$dir/.spec")" == "$s" ]]; then echo "$dir"; return; fi
+  rm -rf "$dir"
+  "$PY" -m venv "$dir"
+  "$dir/bin/pip" install -q --disable-pip-version-check -U "pip>=25.1" >&2
+  # shellcheck disable=SC2086
+  "$dir/bin/pip" install -q --disable-pip-version-check --uploaded-prior-to "$cutoff" $pkgs >&2
+  # shellcheck disable=SC2086
+  [[ -n "$extra" ]] && "$dir/bin/pip" install -q --disable-pip-version-check $extra >&2
+  echo "$s" > "$dir/.spec"
+  echo "$dir"
+}
+
+names=("$@"); [[ ${#names[@]} -eq 0 ]] && names=(318 321)
+for n in "${names[@]}"; do build "$n"; done
