@@ -1,0 +1,79 @@
+"""Fixtures for the end-to-end rollback suite (real Airflow processes; see harness.py).
+
+Selection:
+  E2E tests only run when `-m e2e` is given (or E2E=1); they are skipped in a plain `pytest` run.
+  MySQL/MariaDB cases need E2E_MYSQL=1; the writer matrix (3.2.0, 3.2.2, 3.3.x) needs E2E_MATRIX=1.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import harness  # noqa: E402
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "e2e: end-to-end rollback tests with real Airflow processes (slow)")
+    config.addinivalue_line("markers", "e2e_mysql: e2e on the local MariaDB (opt-in: E2E_MYSQL=1)")
+    config.addinivalue_line("markers", "e2e_matrix: e2e writer matrix 3.2.0/3.2.2/3.3.x (opt-in: E2E_MATRIX=1)")
+
+
+def pytest_collection_modifyitems(config, items):
+    wanted = "e2e" in (config.getoption("-m") or "") or os.environ.get("E2E") == "1"
+    for item in items:
+        if "e2e" not in item.keywords:
+            continue
+        if not wanted:
+            item.add_marker(pytest.mark.skip(reason="e2e suite: run with `pytest -m e2e tests/e2e`"))
+        elif "e2e_mysql" in item.keywords and os.environ.get("E2E_MYSQL") != "1":
+            item.add_marker(pytest.mark.skip(reason="MySQL/MariaDB e2e: set E2E_MYSQL=1"))
+        elif "e2e_matrix" in item.keywords and os.environ.get("E2E_MATRIX") != "1":
+            item.add_marker(pytest.mark.skip(reason="writer matrix: set E2E_MATRIX=1"))
+
+
+class Runs:
+    """Session cache: each (db, writer) scenario runs once, every process is stopped right after it."""
+
+    def __init__(self, root: pathlib.Path):
+        self.root = root
+        self.cache: dict[tuple[str, str], harness.Scenario] = {}
+        self.failures: dict[tuple[str, str], BaseException] = {}
+
+    def get(self, db: str, writer: str) -> harness.Scenario:
+        key = (db, writer)
+        if key in self.failures:
+            pytest.fail(f"scenario {key} failed earlier in this session: {self.failures[key]}", pytrace=False)
+        if key not in self.cache:
+            s = harness.Scenario(db, writer, workroot=self.root)
+            try:
+                s.run()
+            except BaseException as e:
+                self.failures[key] = e
+                raise
+            finally:
+                s.cleanup()
+                self._timings_report(s)
+            self.cache[key] = s
+        return self.cache[key]
+
+    def _timings_report(self, s):
+        lines = [f"e2e timings {s.db_kind}/{s.facts['writer']} (workdir {s.workdir}):"]
+        lines += [f"  {v:7.1f}s  {k}" for k, v in s.timings.items()]
+        print("\n".join(lines), file=sys.stderr)
+        with open(self.root / "timings.txt", "a") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def cleanup(self):
+        for s in self.cache.values():
+            s.cleanup()
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory):
+    r = Runs(tmp_path_factory.mktemp("e2e"))
+    yield r
+    r.cleanup()

@@ -1,0 +1,79 @@
+"""3.2.x writes, `airflow db downgrade -n 3.1.8`, 3.1.8 reads: crash without the bridge, parity with it.
+
+Every expectation comes from a run, never from a constant: "parity" means equal to what the same DAG, with the
+same choreography, records on a never-upgraded 3.1.8 (the oracle scenario, writer "318") on the same DB kind.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import harness
+
+pytestmark = pytest.mark.e2e
+
+CASES = [
+    pytest.param("sqlite", "321", id="sqlite-3.2.1"),
+    pytest.param("postgres", "321", id="postgres-3.2.1"),
+    pytest.param("mysql", "321", id="mysql-3.2.1", marks=pytest.mark.e2e_mysql),
+    pytest.param("sqlite", "320", id="sqlite-3.2.0", marks=pytest.mark.e2e_matrix),
+    pytest.param("sqlite", "322", id="sqlite-3.2.2", marks=pytest.mark.e2e_matrix),
+    pytest.param("sqlite", "33x", id="sqlite-3.3.x", marks=pytest.mark.e2e_matrix),
+]
+DBS = [pytest.param("sqlite"), pytest.param("postgres"), pytest.param("mysql", marks=pytest.mark.e2e_mysql)]
+
+
+@pytest.mark.parametrize("db", DBS)
+def test_oracle_native_318_resumes_everything(runs, db):
+    """Sanity of the oracle itself: every deferred task resumed or failed, deadline callback ran."""
+    o = runs.get(db, "318")
+    assert not o.errors, o.errors
+    post = o.facts["results_post"]
+    missing = [t for t in harness.BEFORE_TASKS + harness.AFTER_TASKS + ["deadline_callback"] if t not in post]
+    assert not missing, f"oracle did not record {missing}; states {o.facts['post_states']}"
+
+
+@pytest.mark.parametrize("db,writer", CASES)
+def test_writer_left_32_format_rows(runs, db, writer):
+    """The setup reproduces the incident: after the downgrade, rows are still in the 3.2 (serde) format."""
+    s = runs.get(db, writer)
+    rows = s.facts["rows_after_downgrade"]
+    nk = rows["task_instance.next_kwargs"]
+    assert any(v.startswith("serde") for v in nk.values()), f"no serde next_kwargs after downgrade: {rows}"
+    assert any(v.startswith("serde") for v in rows["trigger.kwargs"].values()), f"no serde trigger rows: {rows}"
+
+
+@pytest.mark.parametrize("db,writer", CASES)
+def test_without_bridge_scheduler_and_triggerer_crash(runs, db, writer):
+    s = runs.get(db, writer)
+    nb = s.facts["nobridge"]
+    msg = json.dumps({k: {kk: vv for kk, vv in v.items()} for k, v in nb.items()}, indent=1)
+    assert nb["triggerer"]["keyerror_var"], f"triggerer did not log KeyError: <Encoding.VAR: '__var'>:\n{msg}"
+    assert nb["scheduler"]["keyerror_var"], f"scheduler did not log KeyError: <Encoding.VAR: '__var'>:\n{msg}"
+
+
+@pytest.mark.parametrize("db,writer", CASES)
+def test_with_bridge_components_stay_up_and_every_task_finishes(runs, db, writer):
+    s = runs.get(db, writer)
+    assert "post" not in s.errors, s.errors["post"]
+    assert all(n == 0 for n in s.facts["log_crashes"].values()), s.facts["log_crashes"]
+
+
+@pytest.mark.parametrize("db,writer", CASES)
+def test_with_bridge_resumed_tasks_receive_what_native_318_receives(runs, db, writer):
+    o = runs.get(db, "318")
+    s = runs.get(db, writer)
+    assert "post" not in s.errors, s.errors["post"]
+    diffs = harness.compare_post(s, o)
+    assert not diffs, "\n".join(diffs)
+
+
+@pytest.mark.parametrize("db,writer", CASES)
+def test_with_bridge_uuid_xcom_reads_like_the_writer(runs, db, writer):
+    """3.1.8 cannot even push a uuid.UUID XCom, so the reference is the writer reading its own value."""
+    s = runs.get(db, writer)
+    pre, post = s.facts["results_pre"], s.facts["results_post"]
+    assert "pull_uuid_now" in pre, f"the writer did not pull its own uuid XCom: states {s.facts['pre_states']}"
+    assert "pull_uuid_after" in post, f"3.1.8 did not run pull_uuid_after: states {s.facts.get('post_states')}"
+    assert post["pull_uuid_after"]["received"] == pre["pull_uuid_now"]["received"]
