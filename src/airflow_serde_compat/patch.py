@@ -23,6 +23,7 @@ import importlib.util
 import inspect
 import logging
 import sys
+from math import isfinite
 import threading
 import uuid
 from typing import Any, Callable
@@ -30,11 +31,13 @@ from typing import Any, Callable
 from airflow_serde_compat.translate import (
     CLASSNAME,
     DATA,
+    LEGACY_TYPES,
     TYPE,
     VAR,
     VERSION,
     UnsupportedPayload,
     is_legacy_envelope,
+    plain_dict_to_legacy,
     to_legacy,
 )
 
@@ -109,9 +112,9 @@ def _stat(name: str) -> None:
         log.debug("could not emit serde_compat.%s", name, exc_info=True)
 
 
-def _translate(payload: Any) -> Any:
+def _translate(payload: Any, convert: Callable[..., Any] = to_legacy) -> Any:
     try:
-        legacy = to_legacy(payload, resolve=_resolve_with_airflow, counts=counts)
+        legacy = convert(payload, resolve=_resolve_with_airflow, counts=counts)
     except UnsupportedPayload as err:
         counts["failed"] = counts.get("failed", 0) + 1
         _stat("failed")
@@ -125,6 +128,11 @@ def _translate(payload: Any) -> Any:
     return legacy
 
 
+#: The same class under the qualname a newer library reports: pandas 3 writes
+#: ``pandas.DataFrame``; 3.1's serde registered its deserializer as ``pandas.core.frame...``.
+_RENAMED_CLASSES = {"pandas.DataFrame": "pandas.core.frame.DataFrame"}
+
+
 def _resolve_with_airflow(envelope: dict, path: str) -> Any:
     """Legacy JSON for a classname with no legacy encoding, by 3.1's own rules.
 
@@ -135,6 +143,9 @@ def _resolve_with_airflow(envelope: dict, path: str) -> Any:
     from airflow.serialization.serialized_objects import BaseSerialization
 
     original = _original(serde, "deserialize")
+    renamed = _RENAMED_CLASSES.get(envelope[CLASSNAME])
+    if renamed is not None:
+        envelope = {**envelope, CLASSNAME: renamed}
     try:
         value = original(envelope)
     except ImportError as err:
@@ -207,12 +218,22 @@ def apply_base_serialization(module: Any) -> bool:
         # here. Primitives return without the original's extra classmethod call; legacy
         # envelopes and lists cost one class check and two key lookups.
         if encoded_var is None or isinstance(encoded_var, cls._primitive_types):
+            if encoded_var.__class__ is float and not isfinite(encoded_var):
+                return str(encoded_var)  # 3.2 stored the number; 3.1 always stored str(value)
             return encoded_var
         if encoded_var.__class__ is dict and not (
             len(encoded_var) == 2 and TYPE in encoded_var and VAR in encoded_var
         ):
             encoded_var = _translate(encoded_var)
-        return original(cls, encoded_var)
+        try:
+            return original(cls, encoded_var)
+        except TypeError:
+            # A 3.2 user dict that merely looks like an envelope ({"__type": "foo", "__var": 1})
+            # is a plain dict, as 3.1 would have stored it wrapped. Checked only after 3.1 itself
+            # rejected this very node, so legacy reads pay nothing for it.
+            if encoded_var.__class__ is dict and encoded_var.get(TYPE) not in LEGACY_TYPES:
+                return original(cls, _translate(encoded_var, plain_dict_to_legacy))
+            raise
 
     deserialize.__wrapped__ = original  # type: ignore[attr-defined]
     deserialize.__qualname__ = "BaseSerialization.deserialize"

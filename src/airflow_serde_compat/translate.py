@@ -34,6 +34,7 @@ __all__ = [
     "is_legacy_envelope",
     "is_serde_envelope",
     "needs_translation",
+    "plain_dict_to_legacy",
     "to_legacy",
 ]
 
@@ -60,8 +61,10 @@ LEGACY_TYPES = frozenset(
     }
 )
 
-#: Deeper payloads are refused with a clear error rather than a RecursionError.
-MAX_DEPTH = 500
+#: Deeper payloads are refused with a clear error rather than a RecursionError. Each level
+#: costs about three interpreter frames, and Python's default limit is 1000 for the whole
+#: stack; real kwargs are a handful of levels deep.
+MAX_DEPTH = 200
 
 Resolver = Callable[[Dict[str, Any], str], Any]
 
@@ -109,7 +112,20 @@ def to_legacy(payload: Any, *, resolve: Resolver | None = None, counts: dict[str
         counts: if given, incremented per translated kind (a serde classname, ``"dict"`` for
             a bare dict, ``"Encoding.TYPE"`` for #65973 envelopes).
     """
-    return _Translator(resolve, counts).node(payload, "$", 0)
+    try:
+        return _Translator(resolve, counts).node(payload, "$", 0)
+    except RecursionError:
+        # Only reachable when the caller's own stack was already deep.
+        raise UnsupportedPayload("nested too deeply for this interpreter's recursion limit") from None
+
+
+def plain_dict_to_legacy(
+    mapping: dict, *, resolve: Resolver | None = None, counts: dict[str, int] | None = None
+) -> dict:
+    """Like :func:`to_legacy`, for a dict that is user data even if it looks like an envelope."""
+    translator = _Translator(resolve, counts)
+    translator.count("dict")
+    return {TYPE: "dict", VAR: translator.items(mapping, "$", 0)}
 
 
 def _float(value: float) -> Any:
@@ -151,10 +167,10 @@ class _Translator:
             return self.envelope(node, path, depth)
         if len(node) == 2:
             if TYPE in node and VAR in node:
-                return self.legacy(node[TYPE], node[VAR], path, depth)
+                return self.legacy(node[TYPE], node[VAR], path, depth, node)
             if ENUM_TYPE in node and ENUM_VAR in node:
                 self.count(ENUM_TYPE)
-                return self.legacy(node[ENUM_TYPE], node[ENUM_VAR], path, depth)
+                return self.legacy(node[ENUM_TYPE], node[ENUM_VAR], path, depth, node)
         if CLASSNAME in node:
             raise UnsupportedPayload(
                 f"{CLASSNAME!r} without {VERSION!r} is not a serde envelope", path=path
@@ -165,9 +181,11 @@ class _Translator:
     def items(self, mapping: dict, path: str, depth: int) -> dict:
         return {str(k): self.node(v, f"{path}.{k}", depth + 1) for k, v in mapping.items()}
 
-    def legacy(self, type_: Any, var: Any, path: str, depth: int) -> dict:
-        if type_ not in LEGACY_TYPES:
-            raise UnsupportedPayload(f"unknown legacy __type {type_!r}", path=path)
+    def legacy(self, type_: Any, var: Any, path: str, depth: int, node: dict) -> dict:
+        if type_.__class__ is not str or type_ not in LEGACY_TYPES:
+            # Not an envelope 3.1 could have written: a 3.2 user dict with these two keys.
+            self.count("dict")
+            return {TYPE: "dict", VAR: self.items(node, path, depth)}
         # Containers may hold 3.2 values (3.2 stores old workers' legacy payloads unchanged and
         # nests them in serde ones); other legacy types are read by 3.1's type decoders as is.
         if type_ == "dict" and var.__class__ is dict:

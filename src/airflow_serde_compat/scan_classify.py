@@ -1,0 +1,381 @@
+"""What one stored value is: 3.1-readable, written in the 3.2 format, or unreadable.
+
+Pure: no database and no Airflow import, so every rule here is unit-testable and usable on a
+machine that has either Airflow version (or none) installed. The database side lives in
+:mod:`airflow_serde_compat.scan`.
+
+A *verdict* answers the operator's question "does this row still need the bridge?":
+
+* ``legacy``: Airflow 3.1.8 reads it without the bridge.
+* ``serde``: written in the 3.2 format; 3.1.8 needs the bridge. Split by what the bridge
+  can do with it: ``translatable`` (the pure translator alone), ``needs_patched_process``
+  (a classname that only a patched 3.1 process can decode, through 3.1's own serde and
+  allow-list), ``untranslatable`` (the bridge will refuse it too).
+* ``undecodable``: not JSON, not decryptable, or refused although nothing in it is 3.2-only.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+from airflow_serde_compat.translate import (
+    CLASSNAME,
+    LEGACY_TYPES,
+    TYPE,
+    VAR,
+    VERSION,
+    UnsupportedPayload,
+    to_legacy,
+)
+
+try:  # orjson is a dependency, but a --no-deps install into a 3.2 venv may lack it.
+    import orjson
+
+    _fast_loads: Any = orjson.loads
+except ImportError:  # pragma: no cover - depends on the environment
+    _fast_loads = None
+
+__all__ = [
+    "BARE_DICT",
+    "Bridge",
+    "Format",
+    "TriggerKwargsReader",
+    "Verdict",
+    "deadline_alert_verdict",
+    "deadline_callback_verdict",
+    "fernet_keys_from_text",
+    "kwargs_verdict",
+    "loads_json",
+    "serialized_dag_payload",
+    "serialized_dag_verdict",
+    "xcom_verdict",
+]
+
+#: Label used in classname counts for a plain dict where 3.1 expects ``{"__type": "dict"}``.
+BARE_DICT = "(bare dict)"
+ENUM_ENVELOPE = "Encoding.TYPE"  # apache/airflow#65973 asset-watcher envelopes
+
+#: Module that only task-sdk 1.2+ has; the bridge aliases it (deadline alerts, callbacks).
+CALLBACK_MODULE_PREFIX = "airflow.sdk.definitions.callback."
+#: Serialized-DAG features of 3.2 that 3.1.8 cannot load and no read bridge can translate.
+SERIALIZED_DAG_UNTRANSLATABLE_TYPES = {
+    "airflow.timetables.trigger.CronPartitionTimetable": "3.2-only timetable CronPartitionTimetable",
+    "airflow.timetables.simple.PartitionedAssetTimetable": "3.2-only timetable PartitionedAssetTimetable",
+    "mapped_argument": "3.2-only __type mapped_argument",
+}
+_SERIALIZED_DAG_MARKERS = (
+    CALLBACK_MODULE_PREFIX,
+    "AverageRuntimeDeadline",
+    "__class_path",
+    *SERIALIZED_DAG_UNTRANSLATABLE_TYPES,
+)
+
+
+class Format(str, enum.Enum):
+    NULL = "null"
+    LEGACY = "legacy"
+    SERDE = "serde"
+    UNDECODABLE = "undecodable"
+
+
+class Bridge(str, enum.Enum):
+    """What the bridge can do with a 3.2-format row."""
+
+    TRANSLATABLE = "translatable"
+    NEEDS_PATCHED_PROCESS = "needs_patched_process"
+    UNTRANSLATABLE = "untranslatable"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    format: Format
+    bridge: Bridge | None = None
+    #: 3.2-format kinds found in the row (serde classnames, BARE_DICT, ...).
+    classnames: Sequence[str] = ()
+    #: Short, value-free explanation for UNDECODABLE / UNTRANSLATABLE / NEEDS_PATCHED_PROCESS.
+    reason: str | None = None
+    #: Classnames only a patched 3.1 process can decode (NEEDS_PATCHED_PROCESS).
+    resolver_classnames: Sequence[str] = field(default=())
+
+
+LEGACY = Verdict(Format.LEGACY)
+NULL = Verdict(Format.NULL)
+
+
+def undecodable(reason: str) -> Verdict:
+    return Verdict(Format.UNDECODABLE, reason=reason)
+
+
+def loads_json(text: str | bytes) -> Any:
+    """Parse JSON with orjson, falling back to ``json`` for what orjson refuses (NaN, Infinity)."""
+    if _fast_loads is not None:
+        try:
+            return _fast_loads(text)
+        except ValueError:
+            pass
+    return json.loads(text)
+
+
+def _json_or_verdict(text: Any) -> tuple[Any, Verdict | None]:
+    if text is None:
+        return None, NULL
+    try:
+        return loads_json(text), None
+    except (ValueError, TypeError, UnicodeDecodeError):
+        # Only the exception type: the messages of some parsers quote the input.
+        return None, undecodable("not valid JSON")
+
+
+def _reason(err: UnsupportedPayload) -> str:
+    # Paths name user kwargs keys and differ per row; the reason and classname aggregate well.
+    if err.classname is not None:
+        return f"{err.classname} v{err.version}: {err.reason}"
+    return err.reason
+
+
+# --- task_instance(_history).next_kwargs and trigger.kwargs: read by BaseSerialization --------
+
+
+def kwargs_verdict(payload: Any) -> Verdict:
+    """Verdict for a value 3.1 hands to ``BaseSerialization.deserialize`` (already parsed)."""
+    if payload is None:
+        return NULL
+    kinds: dict[str, int] = {}
+    resolver_classnames: list[str] = []
+
+    def record_foreign(envelope: dict, path: str) -> Any:
+        # Stand-in for the patched process's resolver: the scan only needs to know that one
+        # would be needed, and the walk goes on to find anything that would fail outright.
+        resolver_classnames.append(str(envelope.get(CLASSNAME)))
+        return None
+
+    try:
+        to_legacy(payload, resolve=record_foreign, counts=kinds)
+    except UnsupportedPayload as err:
+        if kinds or err.classname is not None:
+            return Verdict(Format.SERDE, Bridge.UNTRANSLATABLE, _kinds(kinds, err.classname), _reason(err))
+        return undecodable(_reason(err))
+    if not kinds:
+        return LEGACY
+    if resolver_classnames:
+        names = tuple(dict.fromkeys(resolver_classnames))
+        return Verdict(
+            Format.SERDE,
+            Bridge.NEEDS_PATCHED_PROCESS,
+            _kinds(kinds),
+            "decoded only inside a patched Airflow 3.1 process: " + ", ".join(names),
+            names,
+        )
+    return Verdict(Format.SERDE, Bridge.TRANSLATABLE, _kinds(kinds))
+
+
+def _kinds(kinds: dict[str, int], extra: str | None = None) -> tuple[str, ...]:
+    names = [BARE_DICT if k == "dict" else k for k in kinds]
+    if extra is not None and extra not in kinds:
+        names.append(extra)
+    return tuple(names)
+
+
+def fernet_keys_from_text(text: str) -> list[str]:
+    """Split Airflow's ``[core] fernet_key`` (comma-separated, newest first) into keys."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+class TriggerKwargsReader:
+    """Turns ``trigger.kwargs`` column text into JSON, as 3.1's ``Trigger._decrypt_kwargs`` does.
+
+    Text starting with ``{`` is plaintext (3.2 stores deferral kwargs unencrypted); anything
+    else is a Fernet token, tried against every key (``MultiFernet``, key rotation).
+    Counts what it saw so the scan can tell a wrong key from a few stale rows.
+    """
+
+    def __init__(self, keys: Iterable[str]):
+        from cryptography.fernet import Fernet, MultiFernet
+
+        fernets = []
+        for number, key in enumerate(keys, start=1):
+            try:
+                fernets.append(Fernet(key.encode("utf-8")))
+            except (ValueError, TypeError):
+                # Never echo the key itself.
+                raise ValueError(
+                    f"Fernet key #{number} is not 32 url-safe base64-encoded bytes"
+                ) from None
+        self._fernet = MultiFernet(fernets) if fernets else None
+        self.plaintext = 0
+        self.encrypted = 0
+        self.decrypted = 0
+
+    @property
+    def has_keys(self) -> bool:
+        return self._fernet is not None
+
+    def text(self, stored: str) -> tuple[str | bytes | None, Verdict | None]:
+        if stored.startswith("{"):
+            self.plaintext += 1
+            return stored, None
+        self.encrypted += 1
+        if self._fernet is None:
+            return None, undecodable("Fernet-encrypted, and no Fernet key was given")
+        from cryptography.fernet import InvalidToken
+
+        try:
+            clear = self._fernet.decrypt(stored.encode("utf-8"))
+        except InvalidToken:
+            return None, undecodable("Fernet: no given key decrypts it")
+        self.decrypted += 1
+        return clear, None
+
+
+# --- deadline.callback: read by 3.1's core serde -------------------------------------------
+
+
+def deadline_callback_verdict(payload: Any) -> Verdict:
+    """3.1 reads ``deadline.callback`` with its core serde, which reads serde envelopes and
+    legacy ``dict`` envelopes but no other legacy type (what the 0094 downgrade nests in
+    ``kwargs``), nor ``uuid.UUID`` or ``airflow.sdk.definitions.callback.*`` classnames."""
+    if payload is None:
+        return NULL
+    found: dict[str, None] = {}
+    bad: list[str] = []
+
+    def walk(node: Any) -> None:
+        if node.__class__ is list:
+            for v in node:
+                walk(v)
+        elif node.__class__ is dict:
+            if len(node) == 2 and TYPE in node and VAR in node:
+                type_ = node[TYPE]
+                if type_ != "dict":
+                    found[f"legacy {type_}"] = None
+                    if type_ not in LEGACY_TYPES:
+                        bad.append(f"unknown legacy __type {type_!r}")
+                    return
+                walk(node[VAR])
+                return
+            classname = node.get(CLASSNAME)
+            if classname.__class__ is str and (
+                classname == "uuid.UUID" or classname.startswith(CALLBACK_MODULE_PREFIX)
+            ):
+                found[classname] = None
+            for v in node.values():
+                walk(v)
+
+    if not isinstance(payload, dict):
+        return undecodable(f"expected a JSON object, found {type(payload).__name__}")
+    walk(payload)
+    if not found:
+        return LEGACY
+    if bad:
+        return Verdict(Format.SERDE, Bridge.UNTRANSLATABLE, tuple(found), bad[0])
+    return Verdict(Format.SERDE, Bridge.TRANSLATABLE, tuple(found))
+
+
+def deadline_alert_verdict(payload: Any) -> Verdict:
+    """``deadline_alert.callback_def`` (3.2 schemas only): the 0101 downgrade copies it into
+    ``serialized_dag.data``, where 3.1 needs the bridge's module alias to import it."""
+    if payload is None:
+        return NULL
+    text = json.dumps(payload) if not isinstance(payload, str) else payload
+    if CALLBACK_MODULE_PREFIX in text:
+        return Verdict(Format.SERDE, Bridge.TRANSLATABLE, ("airflow.sdk.definitions.callback",))
+    return LEGACY
+
+
+# --- serialized_dag.data ---------------------------------------------------------------------
+
+
+def serialized_dag_payload(data: Any, data_compressed: Any) -> tuple[Any, Verdict | None]:
+    """The JSON text of a serialized DAG (3.1 stores it zlib-compressed when
+    ``[core] compress_serialized_dags`` is on)."""
+    if data is not None:
+        return data, None
+    if data_compressed is None:
+        return None, NULL
+    try:
+        return zlib.decompress(bytes(data_compressed)), None
+    except zlib.error:
+        return None, undecodable("data_compressed is not zlib data")
+
+
+def serialized_dag_verdict(text: Any) -> Verdict:
+    """Cheap on purpose: serialized DAGs are large, so only rows whose text mentions a 3.2-only
+    name are parsed, to confirm that the name is a classname/type and not, say, in doc_md."""
+    if text is None:
+        return NULL
+    raw = text.decode("utf-8", "replace") if isinstance(text, (bytes, bytearray, memoryview)) else text
+    if not any(marker in raw for marker in _SERIALIZED_DAG_MARKERS):
+        return LEGACY
+    payload, failed = _json_or_verdict(bytes(text) if isinstance(text, memoryview) else text)
+    if failed is not None:
+        return failed
+    found: dict[str, None] = {}
+    untranslatable: dict[str, None] = {}
+
+    def walk(node: Any, depth: int) -> None:
+        if depth > 1000:
+            return
+        cls = node.__class__
+        if cls is list:
+            for v in node:
+                walk(v, depth + 1)
+        elif cls is dict:
+            classname = node.get(CLASSNAME)
+            if classname.__class__ is str and classname.startswith(CALLBACK_MODULE_PREFIX):
+                found[classname] = None
+            type_ = node.get(TYPE)
+            if type_.__class__ is str and type_ in SERIALIZED_DAG_UNTRANSLATABLE_TYPES:
+                found[type_] = None
+                untranslatable[SERIALIZED_DAG_UNTRANSLATABLE_TYPES[type_]] = None
+            if node.get("reference_type") == "AverageRuntimeDeadline":
+                found["AverageRuntimeDeadline"] = None
+                untranslatable["3.2-only deadline reference AverageRuntimeDeadline"] = None
+            if "__class_path" in node and "reference_type" in node:
+                found["custom deadline reference"] = None
+                untranslatable["3.2 custom deadline reference (__class_path)"] = None
+            for v in node.values():
+                walk(v, depth + 1)
+        elif cls is str and node[:1] == "{" and any(m in node for m in _SERIALIZED_DAG_MARKERS):
+            # On SQLite/MySQL the 0101 downgrade writes deadline alert parts as JSON strings.
+            try:
+                walk(loads_json(node), depth + 1)
+            except ValueError:
+                pass
+
+    walk(payload, 0)
+    if not found:
+        return LEGACY
+    if untranslatable:
+        return Verdict(Format.SERDE, Bridge.UNTRANSLATABLE, tuple(found), "; ".join(untranslatable))
+    return Verdict(Format.SERDE, Bridge.TRANSLATABLE, tuple(found))
+
+
+# --- xcom.value: read by 3.1's core serde --------------------------------------------------
+
+_XCOM_MARKER = "uuid.UUID"
+
+
+def xcom_verdict(text: Any) -> Verdict:
+    """XCom values use the same serde in both versions; only ``uuid.UUID`` is new in 3.2.
+    Values that do not mention it are not parsed (XComs can be large)."""
+    if text is None:
+        return NULL
+    if _XCOM_MARKER not in text:
+        return LEGACY
+    payload, failed = _json_or_verdict(text)
+    if failed is not None:
+        return failed
+    stack = [payload]
+    while stack:
+        node = stack.pop()
+        if node.__class__ is dict:
+            if node.get(CLASSNAME) == _XCOM_MARKER and VERSION in node:
+                return Verdict(Format.SERDE, Bridge.TRANSLATABLE, (_XCOM_MARKER,))
+            stack.extend(node.values())
+        elif node.__class__ is list:
+            stack.extend(node)
+    return LEGACY

@@ -1,0 +1,91 @@
+"""Golden corpus: what the bridge returns for real 3.2.x/3.3.x serde equals native 3.1.8.
+
+Fixtures are recorded by ``tools/record_corpus.py`` from the real task-sdk writers and a real
+3.1.8 reader: ``serde_json`` is the text a 3.2 writer stored, ``native`` the description of
+what 3.1.8 returns for its own legacy encoding of the same value.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from typed import describe
+
+FIXTURES = sorted((Path(__file__).parents[1] / "fixtures" / "corpus").glob("sdk-*.json"))
+
+#: Values whose 3.2 encoding lost what 3.1.8 kept: the bridge cannot recover it. Each entry is
+#: asserted to still differ, so the list cannot silently go stale.
+LOSSY = {
+    "decimal_trailing_zero": "serde stores Decimal('1.50') as the float 1.5; 3.1.8 stored '1.50'",
+    "numpy_complex128": "serde stores complex as float(value), dropping the imaginary part",
+    # A user dict whose keys are exactly __type/__var is read as a legacy envelope, as 3.2
+    # itself reads it (serde's _convert): parity with 3.2, not with 3.1.8's str keys.
+    "dict_legacy_lookalike_dict": "user dict shaped like a legacy envelope is unwrapped (3.2 does the same)",
+    "dict_legacy_lookalike_tuple": "user dict shaped like a legacy envelope is decoded (3.2 does the same)",
+}
+
+#: Values the bridge refuses with UnsupportedPayload (3.1.8's allow-list, or no decoder).
+REFUSED = {
+    "dataclass_user": "corpus_values.* is outside 3.1.8's default allow-list (airflow.*)",
+    "attrs_user": "corpus_values.* is outside 3.1.8's default allow-list (airflow.*)",
+    "pydantic_user": "corpus_values.* is outside 3.1.8's default allow-list (airflow.*)",
+    "k8s_v1resource_requirements": "3.1.8's serde has no kubernetes deserializer",
+}
+
+
+def _cases():
+    for path in FIXTURES:
+        data = json.loads(path.read_text())
+        writer = data["writer"]["task_sdk"]
+        for case in data["cases"]:
+            yield pytest.param(case, id=f"sdk{writer}-{case['id']}")
+
+
+ALL = list(_cases())
+
+
+def test_corpus_is_recorded_from_both_writer_lines():
+    writers = {json.loads(p.read_text())["writer"]["task_sdk"][:3] for p in FIXTURES}
+    assert {"1.2", "1.3"} <= writers
+    assert len(ALL) >= 200
+
+
+@pytest.mark.parametrize("case", ALL)
+def test_bridge_reads_3_2_payload_as_native_3_1_8(case, bridge):
+    from airflow.serialization.serialized_objects import BaseSerialization
+
+    from airflow_serde_compat import UnsupportedPayload
+
+    assert "skipped" not in case, f"re-record the corpus with every library: {case['skipped']}"
+    if "serde_error" in case or "legacy_error" in case:
+        assert "serde_json" not in case or "native" not in case
+        return  # the 3.2 writer or 3.1.8 itself refused the value: there is nothing to bridge
+    payload = json.loads(case["serde_json"])
+    if case["id"] in REFUSED:
+        with pytest.raises(UnsupportedPayload) as info:
+            BaseSerialization.deserialize(payload)
+        assert "$" in str(info.value)
+        return
+    got = describe(BaseSerialization.deserialize(payload))
+    if case["id"] in LOSSY:
+        assert got != case["native"], f"{case['id']} now matches native: remove it from LOSSY"
+    else:
+        assert got == case["native"]
+
+
+LEGACY = [p for p in ALL if "legacy" in p.values[0]]
+
+
+@pytest.mark.parametrize("case", LEGACY)
+def test_legacy_payloads_decode_exactly_as_without_the_bridge(case, bridge):
+    from airflow.serialization.serialized_objects import BaseSerialization
+
+    assert describe(BaseSerialization.deserialize(case["legacy"])) == case["native"]
+
+
+def test_every_lossy_or_refused_case_exists():
+    ids = {p.values[0]["id"] for p in ALL}
+    assert set(LOSSY) <= ids and set(REFUSED) <= ids
