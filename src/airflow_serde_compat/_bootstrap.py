@@ -16,6 +16,7 @@ loaded = False
 _enabled = False
 _strict = False
 _hooks_registered = False
+_announced = False
 
 #: airflow-core (major, minor) lines whose code the patches were written and tested against.
 SUPPORTED_AIRFLOW = ((3, 1),)
@@ -165,7 +166,9 @@ def _guarded(apply):  # type: ignore[no-untyped-def]
 def _on_serialized_objects(module) -> None:  # type: ignore[no-untyped-def]
     from airflow_serde_compat import patch
 
-    if patch.apply_base_serialization(module):
+    global _announced
+    if patch.apply_base_serialization(module) and not _announced:
+        _announced = True
         _log().info(
             "airflow-serde-compat active (apache-airflow-core %s): BaseSerialization.deserialize reads "
             "Airflow 3.2+ serde payloads; deadline callbacks, uuid XComs and "

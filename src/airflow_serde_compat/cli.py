@@ -1,0 +1,290 @@
+"""The ``airflow-serde-compat`` command: ``scan`` (which rows still need the bridge) and ``doctor``.
+
+Exit codes: 0 nothing in the 3.2 format (the bridge can be removed), 1 rows remain, 2 error
+(one line on stderr; the traceback only with ``--debug``). Airflow is imported only when
+needed: for its configuration when neither a flag nor the environment gives the connection or
+the Fernet key, and for ``scan --verify`` in an Airflow 3.1 environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import traceback
+from typing import Any, Sequence
+
+__all__ = ["main"]
+
+PROG = "airflow-serde-compat"
+EXIT_CLEAN, EXIT_ROWS_REMAIN, EXIT_ERROR = 0, 1, 2
+CONN_ENV = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"
+FERNET_ENV = "AIRFLOW__CORE__FERNET_KEY"
+
+
+class CliError(Exception):
+    """Shown as one line on stderr, exit code 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Lets Apache Airflow 3.1 read rows written by Airflow 3.2+ after a rollback."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    scan = sub.add_parser(
+        "scan",
+        help="count the metadata rows still in the Airflow 3.2 format",
+        description=(
+            "Count, per affected table/column, the rows 3.1.8 reads natively (legacy), the rows in the "
+            "Airflow 3.2 format that need the bridge, and undecodable rows. Exit 0: none in the 3.2 "
+            "format; 1: rows remain; 2: error. Read-only."
+        ),
+    )
+    scan.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    scan.add_argument(
+        "--sql-alchemy-conn",
+        metavar="URL",
+        help=f"database URL (default: ${CONN_ENV}, else Airflow's [database] sql_alchemy_conn)",
+    )
+    scan.add_argument(
+        "--fernet-key",
+        metavar="KEYS",
+        help=(
+            f"comma-separated Fernet keys, newest first (default: ${FERNET_ENV}, else Airflow's "
+            "[core] fernet_key); an empty value means plaintext only"
+        ),
+    )
+    scan.add_argument("--verify", action="store_true", help="decode every 3.2-format row as the bridge will")
+    scan.add_argument("--output", choices=("table", "json"), default="table", help="output format")
+    scan.add_argument("--batch-size", type=int, default=2000, metavar="N", help="rows per fetch (default 2000)")
+    scan.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    doctor = sub.add_parser("doctor", help="show how the bridge is set up in this environment")
+    doctor.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "scan":
+            return _scan(args)
+        return _doctor()
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as err:  # noqa: BLE001 - the one place errors become exit code 2
+        if args.debug:
+            traceback.print_exc()
+        print(f"{PROG}: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _one_line(err: BaseException) -> str:
+    from airflow_serde_compat.scan import ScanError
+
+    if isinstance(err, (CliError, ScanError)):
+        return str(err)
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _airflow_quiet() -> Any:
+    # Whatever Airflow prints while importing must not end up in our stdout (--output json).
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def _airflow_conf() -> Any:
+    try:
+        with _airflow_quiet():
+            from airflow.configuration import conf
+    except ImportError:
+        return None
+    return conf
+
+
+def _database_url(flag: str | None) -> str:
+    if flag:
+        return flag
+    if os.environ.get(CONN_ENV):
+        return os.environ[CONN_ENV]
+    conf = _airflow_conf()
+    if conf is None:
+        raise CliError(f"no database given: pass --sql-alchemy-conn or set {CONN_ENV} (Airflow is not importable)")
+    with _airflow_quiet():
+        return conf.get("database", "sql_alchemy_conn")
+
+
+def _fernet_text(flag: str | None) -> str:
+    if flag is not None:
+        return flag
+    if FERNET_ENV in os.environ:
+        return os.environ[FERNET_ENV]
+    conf = _airflow_conf()
+    if conf is None:
+        return ""
+    with _airflow_quiet():
+        return conf.get("core", "fernet_key", fallback="") or ""
+
+
+def _engine(url: str) -> Any:
+    import sqlalchemy as sa
+
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        # Do not echo it: it may hold a password.
+        raise CliError("the database URL is not a valid SQLAlchemy URL (dialect://user@host/db)") from None
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if not database or database == ":memory:" or not os.path.exists(database):
+            raise CliError(f"no SQLite database file at {database or '(empty path)'!r}")
+    try:
+        return sa.create_engine(parsed, poolclass=sa.pool.NullPool)
+    except sa.exc.NoSuchModuleError:
+        raise CliError(f"no SQLAlchemy dialect for {parsed.drivername!r}") from None
+    except ImportError as err:
+        raise CliError(f"the database driver for {parsed.drivername!r} is not installed ({err.name or err})") from None
+
+
+# --- scan ------------------------------------------------------------------------------------
+
+
+class _RichProgress:
+    """One bar per source on stderr (rich ships with Airflow 3.1 and 3.2)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._task: Any = None
+
+    def start(self, name: str, total: int | None) -> None:
+        if self._task is None:
+            self._progress.start()
+        else:
+            self._progress.remove_task(self._task)
+        self._task = self._progress.add_task(name, total=total)
+
+    def advance(self, n: int) -> None:
+        self._progress.advance(self._task, n)
+
+    def stop(self) -> None:
+        pass
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._progress.stop()
+
+
+def _progress(args: argparse.Namespace) -> Any:
+    if args.no_progress or not sys.stderr.isatty():
+        return None
+    try:
+        return _RichProgress()
+    except ImportError:
+        return None
+
+
+def _scan(args: argparse.Namespace) -> int:
+    import sqlalchemy as sa
+
+    from airflow_serde_compat.scan import ScanError, scan_database
+    from airflow_serde_compat.scan_classify import fernet_keys_from_text
+    from airflow_serde_compat.scan_report import report_as_json, report_as_text
+
+    if args.batch_size < 1:
+        raise CliError("--batch-size must be at least 1")
+    url = _database_url(args.sql_alchemy_conn)
+    keys = fernet_keys_from_text(_fernet_text(args.fernet_key))
+    engine = _engine(url)
+    verifier = None
+    if args.verify:
+        from airflow_serde_compat.scan_verify import verifier_for_installed_airflow
+
+        with _airflow_quiet():
+            verifier = verifier_for_installed_airflow()
+    progress = _progress(args)
+    try:
+        report = scan_database(engine, fernet_keys=keys, verifier=verifier, progress=progress, batch=args.batch_size)
+    except sa.exc.DBAPIError as err:
+        raise ScanError(f"cannot read {engine.url.render_as_string(hide_password=True)}: {_driver_message(err)}") from err
+    finally:
+        if progress is not None:
+            progress.close()
+        engine.dispose()
+    sys.stdout.write(report_as_json(report) + "\n" if args.output == "json" else report_as_text(report))
+    sys.stdout.flush()
+    return report.exit_code
+
+
+def _driver_message(err: Any) -> str:
+    text = str(getattr(err, "orig", err)).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+# --- doctor ----------------------------------------------------------------------------------
+
+
+def _pth_locations() -> list[str]:
+    import site
+
+    dirs = [*site.getsitepackages(), site.getusersitepackages()]
+    return [os.path.join(d, "airflow_serde_compat.pth") for d in dict.fromkeys(dirs) if os.path.exists(os.path.join(d, "airflow_serde_compat.pth"))]
+
+
+def _version(dist: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _doctor() -> int:
+    import platform
+
+    from airflow_serde_compat import _bootstrap
+    from airflow_serde_compat._settings import ENV_VAR, mode_from_value
+
+    raw = os.environ.get(ENV_VAR)
+    mode, warning = mode_from_value(raw)
+    with _airflow_quiet():
+        _bootstrap.activate_from_env()
+        active = _bootstrap.is_active()
+        wrapped = None
+        if active:
+            from airflow_serde_compat import patch
+
+            # Importing the serializer fires the post-import hook: proves the patch lands.
+            module = __import__(patch.SERIALIZED_OBJECTS, fromlist=["BaseSerialization"])
+            wrapped = patch.is_patched(module.BaseSerialization, "deserialize")
+    pths = _pth_locations()
+    lines = [
+        f"mode: {mode.value} ({ENV_VAR}={raw!r})" if raw is not None else f"mode: off ({ENV_VAR} is not set)",
+        *([f"warning: {warning}"] if warning else []),
+        f"python: {platform.python_version()} ({sys.executable})",
+        f"apache-airflow-core: {_bootstrap.airflow_core_version() or 'not installed'}",
+        f"wrapt: {_version('wrapt')}",
+        f"airflow-serde-compat: {_version('airflow-serde-compat')}",
+        f"bridge active in this process: {'yes' if active else 'no'}"
+        + (f" (BaseSerialization.deserialize wrapped: {'yes' if wrapped else 'no'})" if active else ""),
+        f".pth: {', '.join(pths) if pths else 'not found in the site directories of this interpreter'}",
+    ]
+    print("\n".join(lines))
+    return EXIT_CLEAN

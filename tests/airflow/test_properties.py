@@ -1,0 +1,106 @@
+"""Property: for generated values v, bridge(serde_3.2.1(v)) == native_3.1.8(legacy(v)).
+
+The 3.2 side is the real task-sdk 1.2.1 ``serialize``, run in its own venv behind a pipe; the
+3.1.8 side is this process's real Airflow with the bridge off. Profile ``ci`` runs 10,000
+examples (``HYPOTHESIS_PROFILE=ci``, set by ``make test``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from strategies import kwargs
+from typed import describe
+
+settings.register_profile("ci", max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck))
+settings.register_profile("dev", max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Writer:
+    def __init__(self) -> None:
+        venv = subprocess.run(
+            [str(ROOT / "tools" / "venvs.sh"), "321"], check=True, capture_output=True, text=True
+        ).stdout.strip()
+        env = {**os.environ, "TZ": os.environ.get("TZ", "UTC")}
+        env.pop("AIRFLOW_SERDE_COMPAT", None)
+        self.proc = subprocess.Popen(
+            [f"{venv}/bin/python", str(Path(__file__).with_name("serde_writer.py"))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+
+    def __call__(self, value):
+        data = pickle.dumps(value)
+        self.proc.stdin.write(struct.pack(">I", len(data)) + data)
+        self.proc.stdin.flush()
+        status = self.proc.stdout.read(1)
+        size = struct.unpack(">I", self.proc.stdout.read(4))[0]
+        text = self.proc.stdout.read(size).decode()
+        if status != b"O":
+            raise ValueError(text)
+        return text
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def writer_321():
+    os.environ.setdefault("TZ", "UTC")
+    writer = Writer()
+    yield writer
+    writer.close()
+
+
+def native_318(value):
+    """What a never-upgraded 3.1.8 returns: its own encoding, through JSON, decoded unbridged."""
+    import airflow_serde_compat
+    from airflow.serialization.serialized_objects import BaseSerialization
+
+    assert not airflow_serde_compat.is_active()
+    stored = json.loads(json.dumps(BaseSerialization.serialize(value)))
+    return describe(BaseSerialization.deserialize(stored))
+
+
+def bridged(stored_text):
+    import airflow_serde_compat
+    from airflow.serialization.serialized_objects import BaseSerialization
+
+    airflow_serde_compat.activate()
+    try:
+        return describe(BaseSerialization.deserialize(json.loads(stored_text)))
+    finally:
+        airflow_serde_compat.deactivate()
+
+
+@given(kwargs)
+def test_bridge_of_3_2_1_serde_equals_native_3_1_8(writer_321, value):
+    expected = native_318(value)
+    assert bridged(writer_321(value)) == expected
+
+
+@given(kwargs)
+def test_legacy_payloads_read_identically_with_the_bridge(value):
+    import airflow_serde_compat
+    from airflow.serialization.serialized_objects import BaseSerialization
+
+    stored = json.loads(json.dumps(BaseSerialization.serialize(value)))
+    expected = describe(BaseSerialization.deserialize(stored))
+    airflow_serde_compat.activate()
+    try:
+        assert describe(BaseSerialization.deserialize(stored)) == expected
+    finally:
+        airflow_serde_compat.deactivate()
