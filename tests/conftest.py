@@ -44,12 +44,18 @@ def run_python(tmp_path):
     a temporary directory so no test touches a real deployment.
     """
 
-    def run(code: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 120):
+    def run(
+        code: str,
+        env: dict[str, str] | None = None,
+        check: bool = True,
+        timeout: float = 120,
+        python_args: list[str] | None = None,
+    ):
         full_env = {k: v for k, v in os.environ.items() if k != "AIRFLOW_SERDE_COMPAT"}
         full_env.setdefault("AIRFLOW_HOME", str(tmp_path / "airflow_home"))
         full_env.update(env or {})
         proc = subprocess.run(
-            [sys.executable, "-c", textwrap.dedent(code)],
+            [sys.executable, *(python_args or []), "-c", textwrap.dedent(code)],
             env=full_env,
             capture_output=True,
             text=True,

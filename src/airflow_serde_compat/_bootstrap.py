@@ -17,6 +17,7 @@ _enabled = False
 _strict = False
 _hooks_registered = False
 _announced = False
+_skip_logged = False
 
 #: airflow-core (major, minor) lines whose code the patches were written and tested against.
 SUPPORTED_AIRFLOW = ((3, 1),)
@@ -87,7 +88,10 @@ def activate(*, strict: bool = False) -> bool:
         )
         if strict:
             raise RuntimeError(message)
-        _log().warning("%s", message)
+        global _skip_logged
+        if not _skip_logged:  # the .pth and the entry point both ask: say it once
+            _skip_logged = True
+            _log().warning("%s", message)
         return False
     if _enabled:
         return True

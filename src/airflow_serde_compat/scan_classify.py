@@ -350,7 +350,9 @@ def serialized_dag_verdict(text: Any) -> Verdict:
     if not found:
         return LEGACY
     if untranslatable:
-        return Verdict(Format.SERDE, Bridge.UNTRANSLATABLE, tuple(found), "; ".join(untranslatable))
+        # What the bridge cannot help with comes first: it is the classname a failure names.
+        names = sorted(found, key=lambda n: n.startswith(CALLBACK_MODULE_PREFIX))
+        return Verdict(Format.SERDE, Bridge.UNTRANSLATABLE, tuple(names), "; ".join(untranslatable))
     return Verdict(Format.SERDE, Bridge.TRANSLATABLE, tuple(found))
 
 

@@ -27,13 +27,24 @@ __all__ = ["Airflow31Verifier", "PureVerifier", "verifier_for_installed_airflow"
 _SAFE_MESSAGES = (UnsupportedPayload, ImportError, KeyError, AttributeError)
 
 
-def _failure(verdict: Verdict, err: BaseException) -> tuple[str | None, str]:
-    classname = getattr(err, "classname", None) or (verdict.classnames[0] if verdict.classnames else None)
+def _describe(err: BaseException) -> str:
     if isinstance(err, _SAFE_MESSAGES):
         text = str(err).splitlines()[0] if str(err) else ""
-        return classname, f"{type(err).__name__}: {text}" if text else type(err).__name__
+        return f"{type(err).__name__}: {text}" if text else type(err).__name__
     # Other messages (ValueError from a date parser, ...) may quote the value: type only.
-    return classname, f"{type(err).__name__} (message withheld: it may quote row data)"
+    return type(err).__name__
+
+
+def _failure(verdict: Verdict, err: BaseException) -> tuple[str | None, str]:
+    classname = getattr(err, "classname", None) or (verdict.classnames[0] if verdict.classnames else None)
+    # Airflow wraps the telling error (DeserializationError from an ImportError): show the chain.
+    chain, seen = [], set()
+    cause: BaseException | None = err
+    while cause is not None and id(cause) not in seen and len(chain) < 4:
+        seen.add(id(cause))
+        chain.append(_describe(cause))
+        cause = cause.__cause__ or cause.__context__
+    return classname, " <- ".join(chain)
 
 
 class PureVerifier:
