@@ -1,0 +1,27 @@
+# The two commands of the README:
+#   make demo   a real rollback on SQLite: 3.2.1 writes, downgrade, 3.1.8 crashes, the bridge recovers it
+#   make test   the whole suite against real Airflow 3.1.8 / 3.2.x, SQLite, PostgreSQL and MariaDB
+PYTHON ?= python3
+VENVS := tools/venvs.sh
+TEST_VENV = $(shell $(VENVS) 318t)
+
+.PHONY: demo test test-fast install-test-venv bench
+
+demo:
+	$(PYTHON) tools/demo.py
+
+install-test-venv:
+	@$(VENVS) 318 318t 321 >/dev/null
+	@rm -rf build/wheel && $(TEST_VENV)/bin/python -m build --wheel --outdir build/wheel . >/dev/null
+	@$(TEST_VENV)/bin/pip install -q --no-deps --force-reinstall build/wheel/*.whl
+
+# Tests run against the installed wheel (its .pth included), as users get it.
+test: install-test-venv
+	TZ=UTC HYPOTHESIS_PROFILE=ci $(TEST_VENV)/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+# Everything but the real-component end-to-end suite, with fewer hypothesis examples.
+test-fast: install-test-venv
+	TZ=UTC $(TEST_VENV)/bin/python -m pytest -p no:cacheprovider -m "not e2e" $(PYTEST_ARGS)
+
+bench: install-test-venv
+	$(TEST_VENV)/bin/python benchmarks/run.py
