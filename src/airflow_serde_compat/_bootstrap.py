@@ -104,21 +104,27 @@ def activate(*, strict: bool = False) -> bool:
         # while the bridge is deactivated.
         import wrapt
 
-        wrapt.register_post_import_hook(_on_serialized_objects, patch.SERIALIZED_OBJECTS)
-        wrapt.register_post_import_hook(_on_serde, patch.SERDE)
-        wrapt.register_post_import_hook(_on_deadline, patch.DEADLINE)
+        for name, hook in _hooks():
+            wrapt.register_post_import_hook(hook, name)
         _hooks_registered = True
     else:
         import sys
 
-        for name, hook in (
-            (patch.SERIALIZED_OBJECTS, _on_serialized_objects),
-            (patch.SERDE, _on_serde),
-            (patch.DEADLINE, _on_deadline),
-        ):
+        for name, hook in _hooks():
             if name in sys.modules:
                 hook(sys.modules[name])
     return True
+
+
+def _hooks():  # type: ignore[no-untyped-def]
+    """(module name, post-import hook) pairs: what gets patched when it is imported."""
+    from airflow_serde_compat import patch
+
+    return [
+        (patch.SERIALIZED_OBJECTS, _on_serialized_objects),
+        (patch.SERDE, _on_serde),
+        (patch.DEADLINE, _on_deadline),
+    ]
 
 
 def deactivate() -> list[str]:
