@@ -124,6 +124,7 @@ def _hooks():  # type: ignore[no-untyped-def]
         (patch.SERIALIZED_OBJECTS, _on_serialized_objects),
         (patch.SERDE, _on_serde),
         (patch.DEADLINE, _on_deadline),
+        (patch.SDK_DEADLINE, _on_sdk_deadline),
     ]
 
 
@@ -199,3 +200,10 @@ def _on_deadline(module) -> None:  # type: ignore[no-untyped-def]
     from airflow_serde_compat import patch
 
     patch.apply_deadline(module)
+
+
+@_guarded
+def _on_sdk_deadline(module) -> None:  # type: ignore[no-untyped-def]
+    from airflow_serde_compat import patch
+
+    patch.apply_deadline_alert(module)

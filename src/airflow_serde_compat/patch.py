@@ -45,6 +45,7 @@ __all__ = [
     "PatchSkipped",
     "apply_base_serialization",
     "apply_deadline",
+    "apply_deadline_alert",
     "apply_serde",
     "counts",
     "install_callback_alias",
@@ -57,6 +58,7 @@ log = logging.getLogger("airflow_serde_compat")
 SERIALIZED_OBJECTS = "airflow.serialization.serialized_objects"
 SERDE = "airflow.serialization.serde"
 DEADLINE = "airflow.models.deadline"
+SDK_DEADLINE = "airflow.sdk.definitions.deadline"
 CALLBACK_ALIAS = "airflow.sdk.definitions.callback"
 CALLBACK_SOURCE = "airflow.sdk.definitions.deadline"
 
@@ -311,6 +313,37 @@ def apply_deadline(module: Any) -> bool:
 
     deserialize.__wrapped__ = vars(module)["deserialize"]  # type: ignore[attr-defined]
     _replace(module, "deserialize", deserialize)
+    return True
+
+
+# --- DeadlineAlert.deserialize_deadline_alert (serialized_dag.data) -----------------------
+
+
+def apply_deadline_alert(module: Any) -> bool:
+    """Accept the JSON strings the 3.2 downgrade wrote for deadline alert fields on SQLite/MySQL.
+
+    Migration 0101's downgrade copies ``reference``/``callback`` through an untyped column, so
+    outside PostgreSQL they land in ``serialized_dag.data`` as JSON text, not objects.
+    """
+    alert = getattr(module, "DeadlineAlert", None)
+    if alert is None or not isinstance(vars(alert).get("deserialize_deadline_alert"), classmethod):
+        raise PatchSkipped("DeadlineAlert.deserialize_deadline_alert is not a classmethod")
+    if is_patched(alert, "deserialize_deadline_alert"):
+        return False
+    original = vars(alert)["deserialize_deadline_alert"].__func__
+
+    def deserialize_deadline_alert(cls: Any, encoded_data: dict) -> Any:
+        data = encoded_data.get(VAR, encoded_data) if encoded_data.__class__ is dict else None
+        if data.__class__ is dict and any(data.get(f).__class__ is str for f in ("reference", "callback")):
+            import json
+
+            data = {k: json.loads(v) if k in ("reference", "callback") and v.__class__ is str else v
+                    for k, v in data.items()}
+            encoded_data = {TYPE: encoded_data.get(TYPE, "deadline_alert"), VAR: data}
+        return original(cls, encoded_data)
+
+    deserialize_deadline_alert.__wrapped__ = original  # type: ignore[attr-defined]
+    _replace(alert, "deserialize_deadline_alert", classmethod(deserialize_deadline_alert))
     return True
 
 
