@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENVS := tools/venvs.sh
 TEST_VENV = $(shell $(VENVS) 318t)
 
-.PHONY: demo test test-fast install-test-venv bench
+.PHONY: demo test test-fast install-test-venv bench wheel
 
 demo:
 	$(PYTHON) tools/demo.py
@@ -25,3 +25,8 @@ test-fast: install-test-venv
 
 bench: install-test-venv
 	$(TEST_VENV)/bin/python benchmarks/run.py
+
+# The wheel to install into a 3.1.8 image: dist/airflow_serde_compat-*.whl
+wheel:
+	@$(VENVS) 318t >/dev/null
+	$(TEST_VENV)/bin/python -m build --wheel --outdir dist .
