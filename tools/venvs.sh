@@ -16,6 +16,10 @@ spec() {
     318t) echo "2026-03-12T00:00:00Z|apache-airflow[postgres,cncf.kubernetes]==3.1.8 sqlalchemy<2.1 pymysql numpy pandas pyarrow|pytest hypothesis build orjson" ;;
     320) echo "2026-04-08T00:00:00Z|apache-airflow[postgres]==3.2.0 pymysql" ;;
     321) echo "2026-04-23T00:00:00Z|apache-airflow[postgres]==3.2.1 pymysql" ;;
+    # MySQL/MariaDB e2e only: Airflow needs mysqlclient (MySQLdb, even with a pymysql URL) and aiomysql;
+    # building mysqlclient needs gcc, pkg-config and libmariadb-dev (apt) on the machine.
+    318m) echo "2026-03-12T00:00:00Z|apache-airflow[postgres]==3.1.8 sqlalchemy<2.1 pymysql mysqlclient aiomysql" ;;
+    321m) echo "2026-04-23T00:00:00Z|apache-airflow[postgres]==3.2.1 pymysql mysqlclient aiomysql" ;;
     322) echo "2026-05-30T00:00:00Z|apache-airflow[postgres]==3.2.2 pymysql" ;;
     33x) echo "${AIRFLOW_33X_CUTOFF:-2026-09-18T00:00:00Z}|apache-airflow[postgres]>=3.3,<3.4 pymysql" ;;
     *) echo "unknown venv $1" >&2; exit 2 ;;
