@@ -15,13 +15,17 @@ pytestmark = pytest.mark.e2e
 
 CASES = [
     pytest.param("sqlite", "321", id="sqlite-3.2.1"),
-    pytest.param("postgres", "321", id="postgres-3.2.1"),
-    pytest.param("mysql", "321", id="mysql-3.2.1", marks=pytest.mark.e2e_mysql),
+    pytest.param("postgres", "321", id="postgres-3.2.1", marks=pytest.mark.postgres),
+    pytest.param("mysql", "321", id="mysql-3.2.1", marks=[pytest.mark.e2e_mysql, pytest.mark.mysql]),
     pytest.param("sqlite", "320", id="sqlite-3.2.0", marks=pytest.mark.e2e_matrix),
     pytest.param("sqlite", "322", id="sqlite-3.2.2", marks=pytest.mark.e2e_matrix),
     pytest.param("sqlite", "33x", id="sqlite-3.3.x", marks=pytest.mark.e2e_matrix),
 ]
-DBS = [pytest.param("sqlite"), pytest.param("postgres"), pytest.param("mysql", marks=pytest.mark.e2e_mysql)]
+DBS = [
+    pytest.param("sqlite"),
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param("mysql", marks=[pytest.mark.e2e_mysql, pytest.mark.mysql]),
+]
 
 
 @pytest.mark.parametrize("db", DBS)
