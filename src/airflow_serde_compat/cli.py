@@ -53,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEYS",
         help=(
             f"comma-separated Fernet keys, newest first (default: ${FERNET_ENV}, else Airflow's "
-            "[core] fernet_key); an empty value means plaintext only"
+            "[core] fernet_key); an empty value means plaintext only. Write --fernet-key=KEYS: "
+            "a key may start with '-'"
         ),
     )
     scan.add_argument("--verify", action="store_true", help="decode every 3.2-format row as the bridge will")

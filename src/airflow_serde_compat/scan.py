@@ -204,11 +204,11 @@ def _payload_column(dialect: str, name: str) -> Any:
     return col
 
 
-def _rows(conn: sa.Connection, stmt: Any, batch: int) -> Iterator[Any]:
+def _partitions(conn: sa.Connection, stmt: Any, batch: int) -> Iterator[Sequence[Any]]:
+    # A server-side cursor (psycopg2 named cursor, MySQL SSCursor): at most one batch in memory.
     result = conn.execution_options(stream_results=True, yield_per=batch).execute(stmt)
     try:
-        for partition in result.partitions():
-            yield from partition
+        yield from result.partitions()
     finally:
         result.close()
 
@@ -365,32 +365,41 @@ def _scan_source(
     encrypted_before = trigger_reader.encrypted
     plaintext_before = trigger_reader.plaintext
     counts = report.counts
-    pending = 0
+    legacy_format, null_format, undecodable_format = Format.LEGACY, Format.NULL, Format.UNDECODABLE
     try:
-        for row in _rows(conn, stmt, batch):
-            mapping = row._mapping
-            verdict, payload = _verdict(source, mapping, trigger_reader)
-            report.rows += 1
-            counts[verdict.format.value] += 1
-            pending += 1
-            if pending >= batch and progress is not None:
-                progress.advance(pending)
-                pending = 0
-            if verdict.format is Format.LEGACY or verdict.format is Format.NULL:
-                continue
-            if verdict.format is Format.UNDECODABLE:
-                report.reasons[verdict.reason or "undecodable"] += 1
+        for rows in _partitions(conn, stmt, batch):
+            # Legacy and NULL rows (most of them, long after the rollback) cost two identity
+            # checks here; everything else is rare enough for the slow path.
+            legacy = nulls = 0
+            for row in rows:
+                mapping = row._mapping
+                verdict, payload = _verdict(source, mapping, trigger_reader)
+                fmt = verdict.format
+                if fmt is legacy_format:
+                    legacy += 1
+                    continue
+                if fmt is null_format:
+                    nulls += 1
+                    continue
+                if fmt is undecodable_format:
+                    counts[fmt.value] += 1
+                    report.reasons[verdict.reason or "undecodable"] += 1
+                    if verifier is not None:
+                        report.add_failure(_identity(mapping, identity), None, verdict.reason or "undecodable")
+                    continue
+                counts[fmt.value] += 1
+                _count_serde(report, verdict, mapping, timestamps, holders, lookup_col)
                 if verifier is not None:
-                    report.add_failure(_identity(mapping, identity), None, verdict.reason or "undecodable")
-                continue
-            _count_serde(report, verdict, mapping, timestamps, holders, lookup_col)
-            if verifier is not None:
-                _verify_row(report, verifier, source, payload, verdict, _identity(mapping, identity))
+                    _verify_row(report, verifier, source, payload, verdict, _identity(mapping, identity))
+            counts[legacy_format.value] += legacy
+            counts[null_format.value] += nulls
+            report.rows += len(rows)
+            if progress is not None:
+                progress.advance(len(rows))
     except sa.exc.DBAPIError as err:
         raise ScanError(f"reading {source.table}.{source.column} failed: {_first_line(err.orig)}") from err
     finally:
         if progress is not None:
-            progress.advance(pending)
             progress.stop()
     report.encrypted = trigger_reader.encrypted - encrypted_before
     report.plaintext = trigger_reader.plaintext - plaintext_before

@@ -144,6 +144,8 @@ def kwargs_verdict(payload: Any) -> Verdict:
     """Verdict for a value 3.1 hands to ``BaseSerialization.deserialize`` (already parsed)."""
     if payload is None:
         return NULL
+    if _only_legacy(payload, 0):
+        return LEGACY
     kinds: dict[str, int] = {}
     resolver_classnames: list[str] = []
 
@@ -171,6 +173,29 @@ def kwargs_verdict(payload: Any) -> Verdict:
             names,
         )
     return Verdict(Format.SERDE, Bridge.TRANSLATABLE, _kinds(kinds))
+
+
+def _only_legacy(node: Any, depth: int) -> bool:
+    """True if :func:`to_legacy` would find nothing to translate, without building its output.
+
+    The fast path for the common row (most rows are legacy long after the rollback); it
+    follows the translator's rules: known legacy envelopes, recursing where it recurses.
+    """
+    cls = node.__class__
+    if cls is dict:
+        if len(node) != 2 or TYPE not in node or VAR not in node or depth > 100:
+            return False
+        type_, var = node[TYPE], node[VAR]
+        if type_.__class__ is not str or type_ not in LEGACY_TYPES:
+            return False
+        if type_ == "dict" and var.__class__ is dict:
+            return all(_only_legacy(v, depth + 1) for v in var.values())
+        if (type_ == "tuple" or type_ == "set") and var.__class__ is list:
+            return all(_only_legacy(v, depth + 1) for v in var)
+        return True
+    if cls is list:
+        return all(_only_legacy(v, depth + 1) for v in node)
+    return True
 
 
 def _kinds(kinds: dict[str, int], extra: str | None = None) -> tuple[str, ...]:
