@@ -49,6 +49,16 @@ def test_writer_left_32_format_rows(runs, db, writer):
 
 
 @pytest.mark.parametrize("db,writer", CASES)
+def test_downgrade_keeps_pending_deadline(runs, db, writer):
+    """Not a bridge property: `airflow db downgrade` must not drop the pending deadline of a running DAG run."""
+    s = runs.get(db, writer)
+    before = s.facts["rows_after_writer"]["deadline rows"]["count"]
+    after = s.facts["rows_after_downgrade"]["deadline rows"]["count"]
+    assert int(before) > 0, f"the writer created no deadline row: {s.facts['rows_after_writer']}"
+    assert after == before, f"the downgrade dropped deadline rows: {before} before, {after} after"
+
+
+@pytest.mark.parametrize("db,writer", CASES)
 def test_without_bridge_scheduler_and_triggerer_crash(runs, db, writer):
     s = runs.get(db, writer)
     nb = s.facts["nobridge"]
