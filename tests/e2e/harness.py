@@ -298,6 +298,7 @@ class AirflowSite:
         for d in (self.home, self.results, self.gates, self.logs):
             d.mkdir(parents=True, exist_ok=True)
         shutil.copytree(DAGS_SRC, self.dags, ignore=shutil.ignore_patterns("__pycache__"))
+        self.asset = os.environ.get("E2E_ASSET", "1") != "0" and (self.dags / "e2e_asset_dag.py").exists()
         self.fernet = base64.urlsafe_b64encode(os.urandom(32)).decode()
         self.jwt = base64.urlsafe_b64encode(os.urandom(24)).decode()
         self.port = free_port()
@@ -318,6 +319,7 @@ class AirflowSite:
             "E2E_BEFORE_DELAY": str(self.before_delay),
             "E2E_FIXED_OFFSET_TZ": os.environ.get("E2E_FIXED_OFFSET_TZ", "0"),
             "E2E_DEADLINE": "1" if self.deadline else "0",
+            "E2E_ASSET": "1" if self.asset else "0",
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.home / "plugins"),
@@ -581,9 +583,11 @@ class Scenario:
                 if bad:
                     self.facts.setdefault("writer_failed_tasks", bad)
                 done_xcom = all(st.get(t, (None,))[0] in TERMINAL for t in ("push_uuid", "pull_uuid_now"))
-                return done_xcom and all(st.get(t, (None,))[0] == "deferred" for t in must_defer) and st
+                watcher = not site.asset or (site.results / "pre" / "trigger.asset_watcher.json").exists()
+                return done_xcom and watcher and all(st.get(t, (None,))[0] == "deferred" for t in must_defer) and st
 
-            site.wait_for("every *_before/*_after task DEFERRED and the uuid push/pull finished", all_deferred,
+            site.wait_for("every *_before/*_after task DEFERRED, the uuid push/pull finished and the asset "
+                          "watcher trigger running", all_deferred,
                           timeout=300, components=cs)
             # Airflow race (seen with 3.2.1): if a trigger fires before the scheduler has processed the
             # executor's "success" event of the deferring worker, the scheduler sees state SCHEDULED, logs
@@ -646,16 +650,18 @@ class Scenario:
             site.set_pool(POOL_SLOTS)
             cs = site.start_all(rv, "post", bridge=bridge)
             site.open_gate("after")
+            site.open_gate("asset_after")
             t0 = time.monotonic()
 
             def finished():
                 st = site.ti_states()
                 done = all(s in TERMINAL for s, _ in st.values())
                 dl = (site.results / "post" / "deadline_callback.json").exists() or not expect_deadline
-                return done and dl and st
+                asset = not site.asset or (site.results / "post" / "asset_consumer.json").exists()
+                return done and dl and asset and st
 
             try:
-                st = site.wait_for("every task instance finished and the deadline callback recorded",
+                st = site.wait_for("every task instance finished, the deadline callback and the asset consumer recorded",
                                    finished, timeout=self.fire_after + 240, components=cs)
             finally:
                 self.facts["post_states"] = site.ti_states()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
 from e2e_common import gate_path, record
 
@@ -38,4 +38,31 @@ class GateTrigger(BaseTrigger):
             await asyncio.sleep(0.5)
         if self.fail:
             raise RuntimeError(f"e2e gate trigger {self.label} failed on purpose")
+        yield TriggerEvent(self.payload)
+
+
+class GateEventTrigger(BaseEventTrigger):
+    """Asset-watcher trigger: fires once (consumes the gate file) when the harness creates it."""
+
+    def __init__(self, gate: str, label: str, payload=None, rich=None):
+        super().__init__()
+        self.gate = gate
+        self.label = label
+        self.payload = payload
+        self.rich = rich
+
+    def serialize(self):
+        return ("e2e_triggers.GateEventTrigger",
+                {"gate": self.gate, "label": self.label, "payload": self.payload, "rich": self.rich})
+
+    async def run(self):
+        record(f"trigger.{self.label}", {"gate": self.gate, "label": self.label, "payload": self.payload,
+                                         "rich": self.rich})
+        path = gate_path(self.gate)
+        while True:
+            try:
+                os.rename(path, path.with_name(path.name + ".consumed"))
+                break
+            except FileNotFoundError:
+                await asyncio.sleep(0.5)
         yield TriggerEvent(self.payload)
