@@ -737,11 +737,22 @@ class Scenario:
 # ----------------------------------------------------------------------------------------------------------------
 # comparison
 # ----------------------------------------------------------------------------------------------------------------
+def deadline_lost_by_downgrade(s: Scenario) -> bool:
+    before = s.facts.get("rows_after_writer", {}).get("deadline rows", {}).get("count")
+    after = s.facts.get("rows_after_downgrade", {}).get("deadline rows", {}).get("count")
+    return before is not None and after is not None and int(before) > 0 and int(after) == 0
+
+
 def compare_post(candidate: Scenario, oracle: Scenario) -> list[str]:
     """Differences between what the resumed tasks (post phase) received in candidate vs the native 3.1.8 oracle."""
     diffs = []
     a, b = candidate.facts["results_post"], oracle.facts["results_post"]
-    for name in sorted((set(a) | set(b)) - UUID_TASKS):
+    skip = set(UUID_TASKS)
+    if deadline_lost_by_downgrade(candidate):
+        # Airflow's downgrade deleted the pending deadline (test_downgrade_keeps_pending_deadline fails for it);
+        # no reader can run a callback whose row is gone, so it is not counted against the bridge here.
+        skip.add("deadline_callback")
+    for name in sorted((set(a) | set(b)) - skip):
         if name not in a:
             why = ""
             if name == "deadline_callback":
