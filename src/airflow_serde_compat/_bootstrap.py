@@ -118,13 +118,19 @@ def activate(*, strict: bool = False) -> bool:
 
 def _hooks():  # type: ignore[no-untyped-def]
     """(module name, post-import hook) pairs: what gets patched when it is imported."""
-    from airflow_serde_compat import patch
+    from airflow_serde_compat import isolation, patch
 
     return [
         (patch.SERIALIZED_OBJECTS, _on_serialized_objects),
         (patch.SERDE, _on_serde),
         (patch.DEADLINE, _on_deadline),
         (patch.SDK_DEADLINE, _on_sdk_deadline),
+        # One hook per patch: a target that changed shape skips only its own patch.
+        (isolation.SQLALCHEMY_UTILS, _guarded(isolation.apply_extended_json)),
+        (isolation.TRIGGER, _guarded(isolation.apply_handle_event_submit)),
+        (isolation.TRIGGER, _guarded(isolation.apply_decrypt_kwargs)),
+        (isolation.TRIGGER, _guarded(isolation.apply_submit_failure)),
+        (isolation.DAGBAG, _guarded(isolation.apply_dagbag)),
     ]
 
 
