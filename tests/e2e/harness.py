@@ -478,7 +478,8 @@ class AirflowSite:
         for tid, nk in self.db.query(f"SELECT task_id, next_kwargs FROM task_instance WHERE dag_id='{DAG_ID}' "
                                      "AND next_kwargs IS NOT NULL"):
             out["task_instance.next_kwargs"][tid] = classify(nk)
-        for tid, cp, kw in self.db.query("SELECT id, classpath, kwargs FROM trigger"):
+        trigger = "`trigger`" if self.db.kind == "mysql" else '"trigger"'  # reserved word in MySQL
+        for tid, cp, kw in self.db.query(f"SELECT id, classpath, kwargs FROM {trigger}"):
             out["trigger.kwargs"][f"{tid}:{cp.rsplit('.', 1)[-1]}"] = classify(kw)
         try:  # 3.1.8 schema only (3.2 moved it to callback_id -> callback table)
             rows = self.db.query("SELECT id, callback FROM deadline")
