@@ -104,12 +104,25 @@ def restore_all() -> list[str]:
     return left
 
 
+_stats: Any = None
+_no_stats: Any = None
+
+
 def _stat(name: str) -> None:
     # Airflow's Stats is a no-op unless statsd/otel is configured; never let it fail a read.
+    global _stats, _no_stats
     try:
-        from airflow.stats import Stats
+        if _stats is None:
+            from airflow.metrics.base_stats_logger import NoStatsLogger
+            from airflow.stats import Stats
 
-        Stats.incr(f"serde_compat.{name}")
+            _stats, _no_stats = Stats, NoStatsLogger
+        # With metrics off (the default) the factory is NoStatsLogger, whose incr does nothing;
+        # Stats' metaclass __getattr__ would take about 1 µs per translated payload to get there.
+        # Read per call, so a factory set later is still honoured.
+        if getattr(type(_stats), "factory", None) is _no_stats:
+            return
+        _stats.incr(f"serde_compat.{name}")
     except Exception:  # pragma: no cover - metrics must not break deserialization
         log.debug("could not emit serde_compat.%s", name, exc_info=True)
 
@@ -208,25 +221,63 @@ def _delegates(cls: type) -> bool:
     return "BaseSerialization.deserialize(" in source
 
 
+#: The container branches of 3.1.8's ``deserialize`` that the wrapper runs itself, each line
+#: whitespace-normalised. Wrapping adds a Python call per node; running these two branches
+#: in the wrapper saves the original's frame and its ``_is_primitive`` call per list and per
+#: dict node, which more than pays for it. Only done while the original still reads exactly
+#: so, in this order (primitive check, list, then TASK_CONTEXT before DICT).
+_INLINED_BRANCHES = (
+    "if cls._is_primitive(encoded_var): return encoded_var",
+    "elif isinstance(encoded_var, list): return [cls.deserialize(v) for v in encoded_var]",
+    "if not isinstance(encoded_var, dict):",
+    "var = encoded_var[Encoding.VAR] type_ = encoded_var[Encoding.TYPE] if type_ == DAT.TASK_CONTEXT:",
+    "elif type_ == DAT.DICT: return {k: cls.deserialize(v) for k, v in var.items()}",
+)
+
+
+def _branches_inlinable(func: Callable[..., Any]) -> bool:
+    try:
+        source = " ".join(inspect.getsource(func).split())
+    except (OSError, TypeError):
+        return False
+    at = 0
+    for branch in _INLINED_BRANCHES:
+        at = source.find(branch, at)
+        if at < 0:
+            return False
+    return True
+
+
 def apply_base_serialization(module: Any) -> bool:
     """Wrap ``BaseSerialization.deserialize``; return False if it was already wrapped."""
     base = module.BaseSerialization
     if is_patched(base, "deserialize"):
         return False
     original = _check_base_serialization(module)
+    inline = _branches_inlinable(original)
 
     def deserialize(cls: Any, encoded_var: Any) -> Any:
-        # Hot path: every node of every legacy payload (serialized DAGs included) passes
-        # here. Primitives return without the original's extra classmethod call; legacy
-        # envelopes and lists cost one class check and two key lookups.
-        if encoded_var is None or isinstance(encoded_var, cls._primitive_types):
-            if encoded_var.__class__ is float and not isfinite(encoded_var):
-                return str(encoded_var)  # 3.2 stored the number; 3.1 always stored str(value)
+        # Hot path: every node of every payload (serialized DAGs included) passes here, so
+        # the commonest node kinds are tested first, by exact class (JSON gives exact types).
+        kind = encoded_var.__class__
+        if kind is str or kind is int or kind is bool or encoded_var is None:
             return encoded_var
-        if encoded_var.__class__ is dict and not (
-            len(encoded_var) == 2 and TYPE in encoded_var and VAR in encoded_var
-        ):
-            encoded_var = _translate(encoded_var)
+        if kind is dict:
+            if not (len(encoded_var) == 2 and TYPE in encoded_var and VAR in encoded_var):
+                # Translated once at the top of a 3.2 payload; the result is legacy throughout.
+                encoded_var = _translate(encoded_var)
+            if inline and encoded_var.__class__ is dict and encoded_var.get(TYPE) == "dict":
+                var = encoded_var[VAR]
+                if var.__class__ is dict:
+                    return {k: cls.deserialize(v) for k, v in var.items()}
+        elif kind is list:
+            if inline:
+                return [cls.deserialize(v) for v in encoded_var]
+        elif kind is float:
+            # 3.2 stored NaN/inf as numbers; 3.1 always stored str(value)
+            return encoded_var if isfinite(encoded_var) else str(encoded_var)
+        elif isinstance(encoded_var, cls._primitive_types):
+            return encoded_var  # subclasses (str enums...): as the original's isinstance check
         try:
             return original(cls, encoded_var)
         except TypeError:
