@@ -112,11 +112,22 @@ def to_legacy(payload: Any, *, resolve: Resolver | None = None, counts: dict[str
         counts: if given, incremented per translated kind (a serde classname, ``"dict"`` for
             a bare dict, ``"Encoding.TYPE"`` for #65973 envelopes).
     """
+    # First pass without paths: building "$.a.b[2]" for every node cost as much as the rest of
+    # the walk. Paths only matter for an error or a resolver call, so anything that needs one
+    # (or any error at all) reruns the walk from the top with paths: same result, same error.
+    seen: dict[str, int] = {}
     try:
-        return _Translator(resolve, counts).node(payload, "$", 0)
-    except RecursionError:
-        # Only reachable when the caller's own stack was already deep.
-        raise UnsupportedPayload("nested too deeply for this interpreter's recursion limit") from None
+        legacy = _Translator(resolve, seen).node(payload, None, 0)
+    except (UnsupportedPayload, _NeedsPath, RecursionError):
+        try:
+            return _Translator(resolve, counts).node(payload, "$", 0)
+        except RecursionError:
+            # Only reachable when the caller's own stack was already deep.
+            raise UnsupportedPayload("nested too deeply for this interpreter's recursion limit") from None
+    if counts is not None:
+        for kind, n in seen.items():
+            counts[kind] = counts.get(kind, 0) + n
+    return legacy
 
 
 def plain_dict_to_legacy(
@@ -140,7 +151,17 @@ def _expect(cond: bool, reason: str, env: dict, path: str) -> None:
         raise UnsupportedPayload(reason, path=path, classname=env.get(CLASSNAME), version=env.get(VERSION))
 
 
+class _NeedsPath(Exception):
+    """Raised by the path-less first pass where a path must be known: redo it with paths."""
+
+
+#: Leaves returned as they are, tested inline so that they cost no call in the path-less pass.
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
 class _Translator:
+    """One walk. ``path`` is None throughout the fast first pass (see :func:`to_legacy`)."""
+
     __slots__ = ("counts", "resolve")
 
     def __init__(self, resolve: Resolver | None, counts: dict[str, int] | None = None):
@@ -151,35 +172,60 @@ class _Translator:
         if self.counts is not None:
             self.counts[kind] = self.counts.get(kind, 0) + 1
 
-    def node(self, node: Any, path: str, depth: int) -> Any:
+    # The path-less pass (path None) loops instead of using comprehensions: on Python < 3.12 a
+    # comprehension that reads self/depth makes node() create closure cells on every call,
+    # leaves included. The comprehensions that build paths live in helpers for the same reason.
+
+    def node(self, node: Any, path: str | None, depth: int) -> Any:
         cls = node.__class__
         if cls is str or cls is int or cls is bool or node is None:
             return node
         if cls is float:
-            return _float(node)
+            return node if node - node == 0.0 else str(node)  # NaN/inf: 3.1 stored str(value)
         if depth > MAX_DEPTH:
             raise UnsupportedPayload(f"nested deeper than {MAX_DEPTH} levels", path=path)
         if cls is list:
-            return [self.node(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(node)]
+            if path is not None:
+                return self._list_with_paths(node, path, depth)
+            depth += 1
+            out = []
+            for v in node:
+                out.append(v if v.__class__ in _PLAIN else self.node(v, None, depth))
+            return out
         if cls is not dict:
             raise UnsupportedPayload(f"not a JSON value: {cls.__name__}", path=path)
-        if CLASSNAME in node and VERSION in node and TYPE not in node:
-            return self.envelope(node, path, depth)
+        if CLASSNAME in node:
+            if VERSION in node and TYPE not in node:
+                return self.envelope(node, path, depth)
+            # (Two-key legacy or #65973 envelopes cannot also hold __classname__.)
+            raise UnsupportedPayload(
+                f"{CLASSNAME!r} without {VERSION!r} is not a serde envelope", path=path
+            )
         if len(node) == 2:
             if TYPE in node and VAR in node:
                 return self.legacy(node[TYPE], node[VAR], path, depth, node)
             if ENUM_TYPE in node and ENUM_VAR in node:
                 self.count(ENUM_TYPE)
                 return self.legacy(node[ENUM_TYPE], node[ENUM_VAR], path, depth, node)
-        if CLASSNAME in node:
-            raise UnsupportedPayload(
-                f"{CLASSNAME!r} without {VERSION!r} is not a serde envelope", path=path
-            )
-        self.count("dict")
+        counts = self.counts
+        if counts is not None:
+            counts["dict"] = counts.get("dict", 0) + 1
         return {TYPE: "dict", VAR: self.items(node, path, depth)}
 
-    def items(self, mapping: dict, path: str, depth: int) -> dict:
+    def items(self, mapping: dict, path: str | None, depth: int) -> dict:
+        if path is not None:
+            return self._items_with_paths(mapping, path, depth)
+        depth += 1
+        out = {}
+        for k, v in mapping.items():
+            out[k if k.__class__ is str else str(k)] = v if v.__class__ in _PLAIN else self.node(v, None, depth)
+        return out
+
+    def _items_with_paths(self, mapping: dict, path: str, depth: int) -> dict:
         return {str(k): self.node(v, f"{path}.{k}", depth + 1) for k, v in mapping.items()}
+
+    def _list_with_paths(self, items: list, path: str, depth: int) -> list:
+        return [self.node(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(items)]
 
     def legacy(self, type_: Any, var: Any, path: str, depth: int, node: dict) -> dict:
         if type_.__class__ is not str or type_ not in LEGACY_TYPES:
@@ -197,9 +243,12 @@ class _Translator:
     def envelope(self, env: dict, path: str, depth: int) -> Any:
         classname = env[CLASSNAME]
         version = env[VERSION]
-        _expect(classname.__class__ is str, "__classname__ must be a string", env, path)
-        _expect(version.__class__ is int, "__version__ must be an integer", env, path)
-        self.count(classname)
+        if classname.__class__ is not str or version.__class__ is not int:
+            _expect(classname.__class__ is str, "__classname__ must be a string", env, path)
+            _expect(version.__class__ is int, "__version__ must be an integer", env, path)
+        counts = self.counts
+        if counts is not None:
+            counts[classname] = counts.get(classname, 0) + 1
         known = _CONVERTERS.get(classname)
         if known is None:
             return self.foreign(env, path, "no legacy encoding known for this class")
@@ -214,7 +263,9 @@ class _Translator:
             )
         return convert(self, env.get(DATA), env, path, depth)
 
-    def foreign(self, env: dict, path: str, reason: str) -> Any:
+    def foreign(self, env: dict, path: str | None, reason: str) -> Any:
+        if path is None:
+            raise _NeedsPath
         if self.resolve is None:
             raise UnsupportedPayload(
                 f"{reason}; it can only be decoded inside a patched Airflow 3.1 process",
@@ -250,9 +301,10 @@ def _frozenset(t: _Translator, data: Any, env: dict, path: str, depth: int) -> A
 def _datetime(t: _Translator, data: Any, env: dict, path: str, depth: int) -> Any:
     # 3.1 stores datetime.timestamp() and reads it back as a UTC pendulum DateTime: the
     # writer's tz is not kept by 3.1, so it is dropped here too.
-    _expect(data.__class__ is dict and "timestamp" in data, "__data__ must hold a timestamp", env, path)
-    ts = data["timestamp"]
-    _expect(ts.__class__ in (int, float) and math.isfinite(ts), "timestamp must be a finite number", env, path)
+    ts = data.get("timestamp") if data.__class__ is dict else None
+    if ts.__class__ is not float or ts - ts != 0.0:  # the common case, a finite float, costs no call
+        _expect(data.__class__ is dict and "timestamp" in data, "__data__ must hold a timestamp", env, path)
+        _expect(ts.__class__ in (int, float) and math.isfinite(ts), "timestamp must be a finite number", env, path)
     return {TYPE: "datetime", VAR: float(ts)}
 
 
