@@ -7,6 +7,7 @@ real-software tests).
 """
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import sys
@@ -59,6 +60,8 @@ class Runs:
             finally:
                 s.cleanup()
                 self._timings_report(s)
+                with open(s.workdir / "facts.json", "w") as f:  # for post-mortems
+                    json.dump({"timings": s.timings, "errors": s.errors, "facts": s.facts}, f, indent=1, default=str)
             self.cache[key] = s
         return self.cache[key]
 
