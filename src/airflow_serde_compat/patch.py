@@ -356,7 +356,7 @@ def apply_deadline(module: Any) -> bool:
         return False
     if "deserialize" not in vars(module):
         raise PatchSkipped(f"{DEADLINE} does not import serde.deserialize")
-    serde = sys.modules[SERDE]
+    serde = importlib.import_module(SERDE)  # already imported by the module being patched
 
     def deserialize(o: Any, full: bool = True, type_hint: Any = None) -> Any:
         # Looked up per call so the serde patch (uuid) applies, or not once undone.

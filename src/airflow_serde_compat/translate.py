@@ -199,7 +199,8 @@ class _Translator:
                 return self.envelope(node, path, depth)
             # (Two-key legacy or #65973 envelopes cannot also hold __classname__.)
             raise UnsupportedPayload(
-                f"{CLASSNAME!r} without {VERSION!r} is not a serde envelope", path=path
+                f"a dict with {CLASSNAME!r} needs {VERSION!r} and no {TYPE!r} to be a serde envelope",
+                path=path,
             )
         if len(node) == 2:
             if TYPE in node and VAR in node:
@@ -315,9 +316,10 @@ def _date(t: _Translator, data: Any, env: dict, path: str, depth: int) -> Any:
 
 
 def _timedelta(t: _Translator, data: Any, env: dict, path: str, depth: int) -> Any:
+    # 3.2's own reader also takes the seconds as a string; a bool is no duration.
     try:
-        seconds = float(data)
-    except (TypeError, ValueError):
+        seconds = float(data) if data.__class__ in (int, float, str) else math.nan
+    except ValueError:
         seconds = math.nan
     _expect(math.isfinite(seconds), "__data__ must be a number of seconds", env, path)
     return {TYPE: "timedelta", VAR: seconds}
@@ -340,7 +342,7 @@ def _decimal(t: _Translator, data: Any, env: dict, path: str, depth: int) -> Any
     try:
         return str(Decimal(str(data)))
     except InvalidOperation:  # pragma: no cover - str of an int/float always parses
-        raise UnsupportedPayload("not a decimal number", path=path, classname=env[CLASSNAME])
+        raise UnsupportedPayload("not a decimal number", path=path, classname=env[CLASSNAME], version=env[VERSION])
 
 
 def _uuid(t: _Translator, data: Any, env: dict, path: str, depth: int) -> Any:

@@ -244,3 +244,13 @@ def test_airflow_cli_output_is_unchanged_by_the_bridge(run_python):
     )
     assert off.returncode == on.returncode == 0
     assert on.stdout == off.stdout == "3.1.8\n"
+
+
+def test_the_wrapper_runs_3_1_8_container_branches_itself():
+    # Speed only (benchmarks/): if 3.1.8's source stopped matching, reads stay correct but slower.
+    from airflow.serialization.serialized_objects import BaseSerialization
+
+    from airflow_serde_compat.patch import _branches_inlinable
+
+    raw = vars(BaseSerialization)["deserialize"].__func__
+    assert _branches_inlinable(getattr(raw, "__wrapped__", raw))

@@ -139,7 +139,9 @@ def test_encoding_enum_keys_of_asset_watchers_are_repaired():
         ({"x": env("uuid.UUID", "not-a-uuid")}, "$.x", "uuid.UUID", "not a UUID"),
         ({"x": {"__classname__": 3, "__version__": 1}}, "$.x", 3, "must be a string"),
         ({"x": {"__classname__": "a.B", "__version__": "1"}}, "$.x", "a.B", "must be an integer"),
-        ({"x": {"__classname__": "a.B"}}, "$.x", None, "without"),
+        ({"x": {"__classname__": "a.B"}}, "$.x", None, "needs '__version__'"),
+        ({"x": {"__classname__": "a.B", "__version__": 1, "__type": "dict"}}, "$.x", None, "and no '__type'"),
+        ({"x": env("datetime.timedelta", True, 2)}, "$.x", "datetime.timedelta", "seconds"),
     ],
 )
 def test_what_cannot_be_translated_is_refused_naming_classname_version_and_path(payload, path, classname, words):
