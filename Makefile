@@ -1,6 +1,6 @@
 # The two commands of the README:
 #   make demo   a real rollback on SQLite: 3.2.1 writes, downgrade, 3.1.8 crashes, the bridge recovers it
-#   make test   the whole suite against real Airflow 3.1.8 / 3.2.x, SQLite, PostgreSQL and MariaDB
+#   make test   the whole suite against real Airflow 3.1.8 / 3.2.x / 3.3.x, SQLite and PostgreSQL
 PYTHON ?= python3
 VENVS := tools/venvs.sh
 TEST_VENV = $(shell $(VENVS) 318t)
@@ -17,7 +17,7 @@ install-test-venv:
 
 # Tests run against the installed wheel (its .pth included), as users get it.
 test: install-test-venv
-	TZ=UTC HYPOTHESIS_PROFILE=ci $(TEST_VENV)/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+	TZ=UTC HYPOTHESIS_PROFILE=ci E2E_MATRIX=1 $(TEST_VENV)/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 # Everything but the real-component end-to-end suite, with fewer hypothesis examples.
 test-fast: install-test-venv

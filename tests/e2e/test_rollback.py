@@ -13,14 +13,24 @@ import harness
 
 pytestmark = pytest.mark.e2e
 
+# Airflow bugs met on the way (tests/e2e/README.md): strict xfails, so a fixed Airflow shows up.
+_DOWNGRADE_320_SQLITE = pytest.mark.xfail(
+    strict=True,
+    reason="Airflow 3.2.0's downgrade fails on a used SQLite DB: migration 888b59e02a5b, "
+    "FOREIGN KEY constraint failed [SQL: DROP TABLE dag]",
+)
+
 CASES = [
     pytest.param("sqlite", "321", id="sqlite-3.2.1"),
     pytest.param("postgres", "321", id="postgres-3.2.1", marks=pytest.mark.postgres),
     pytest.param("mysql", "321", id="mysql-3.2.1", marks=[pytest.mark.e2e_mysql, pytest.mark.mysql]),
-    pytest.param("sqlite", "320", id="sqlite-3.2.0", marks=pytest.mark.e2e_matrix),
+    pytest.param("sqlite", "320", id="sqlite-3.2.0", marks=[pytest.mark.e2e_matrix, _DOWNGRADE_320_SQLITE]),
     pytest.param("sqlite", "322", id="sqlite-3.2.2", marks=pytest.mark.e2e_matrix),
     pytest.param("sqlite", "33x", id="sqlite-3.3.x", marks=pytest.mark.e2e_matrix),
 ]
+
+#: (db, writer) pairs whose downgrade drops the pending deadline row (Airflow, not the bridge).
+_DROPS_DEADLINE = {("sqlite", "321"), ("sqlite", "322")}
 DBS = [
     pytest.param("sqlite"),
     pytest.param("postgres", marks=pytest.mark.postgres),
@@ -49,8 +59,15 @@ def test_writer_left_32_format_rows(runs, db, writer):
 
 
 @pytest.mark.parametrize("db,writer", CASES)
-def test_downgrade_keeps_pending_deadline(runs, db, writer):
+def test_downgrade_keeps_pending_deadline(runs, db, writer, request):
     """Not a bridge property: `airflow db downgrade` must not drop the pending deadline of a running DAG run."""
+    if (db, writer) in _DROPS_DEADLINE:
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="Airflow: on SQLite the 3.2.1/3.2.2 downgrade to 3.1.8 deletes the pending deadline row",
+            )
+        )
     s = runs.get(db, writer)
     before = s.facts["rows_after_writer"]["deadline rows"]["count"]
     after = s.facts["rows_after_downgrade"]["deadline rows"]["count"]
