@@ -356,6 +356,24 @@ class AirflowSite:
         self._logn += 1
         return self.logs / f"{self._logn:02d}-{name}.log"
 
+    def scan(self, venv) -> dict:
+        """`airflow-serde-compat scan --verify --output json` on this DB, from the bridge's venv.
+
+        Recorded, never raised: the tests compare it with format_rows(), an independent count.
+        """
+        env = {k: v for k, v in os.environ.items() if k != "AIRFLOW_SERDE_COMPAT"}
+        env["AIRFLOW_HOME"] = str(self.home)
+        p = subprocess.run(
+            [str(venv / "bin/airflow-serde-compat"), "scan", "--verify", "--output", "json",
+             f"--sql-alchemy-conn={self.db.url()}", f"--fernet-key={self.fernet}"],
+            env=env, capture_output=True, text=True, timeout=600, cwd=self.home,
+        )
+        try:
+            report = json.loads(p.stdout)
+        except ValueError:
+            report = None
+        return {"exit": p.returncode, "report": report, "stderr": p.stderr[-3000:]}
+
     def cli(self, venv, phase, args, bridge=False, timeout=300, check=True):
         lf = self._logfile("cli-" + "-".join(a for a in args[:3] if not a.startswith("-")))
         with open(lf, "w") as f:
@@ -632,6 +650,11 @@ class Scenario:
         with self._phase("snapshot downgraded DB"):
             self.snapshot = self.db.snapshot("nobridge")
         self.facts["rows_after_downgrade"] = self.site.format_rows()
+        with self._phase("scan the downgraded DB (airflow-serde-compat scan --verify)"):
+            try:
+                self.facts["scan_after_downgrade"] = self.site.scan(bridge_venv(self._vn("318")))
+            except Exception as e:  # the scan tests say what went wrong; the rollback goes on
+                self.facts["scan_after_downgrade"] = {"exit": None, "report": None, "stderr": repr(e)}
 
     def run_post(self):
         site = self.site

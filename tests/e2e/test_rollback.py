@@ -108,3 +108,22 @@ def test_with_bridge_uuid_xcom_reads_like_the_writer(runs, db, writer):
     assert "pull_uuid_now" in pre, f"the writer did not pull its own uuid XCom: states {s.facts['pre_states']}"
     assert "pull_uuid_after" in post, f"3.1.8 did not run pull_uuid_after: states {s.facts.get('post_states')}"
     assert post["pull_uuid_after"]["received"] == pre["pull_uuid_now"]["received"]
+
+
+@pytest.mark.parametrize("db,writer", CASES)
+def test_scan_counts_the_3_2_rows_the_harness_counts_and_verifies_them(runs, db, writer):
+    """`airflow-serde-compat scan --verify` on the downgraded DB vs the harness's own classification."""
+    s = runs.get(db, writer)
+    scan = s.facts["scan_after_downgrade"]
+    assert scan["exit"] == 1 and scan["report"], f"scan should report rows in 3.2 format: {scan}"
+    sources = {src["source"]: src for src in scan["report"]["sources"]}
+    nk = sources["task_instance.next_kwargs"]
+    ours = sum(h["rows"] for h in nk["holders"] if h["dag_id"] == harness.DAG_ID)
+    independent = [
+        v for v in s.facts["rows_after_downgrade"]["task_instance.next_kwargs"].values()
+        if not v.startswith(("legacy", "null"))
+    ]
+    assert ours == len(independent) > 0, (nk, independent)
+    for name in ("task_instance.next_kwargs", "trigger.kwargs"):
+        assert sources[name]["verify"]["failures"] == 0, sources[name]["verify"]
+        assert sources[name]["serde"] == sources[name]["verify"]["verified"], sources[name]
