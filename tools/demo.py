@@ -204,8 +204,21 @@ def report(oracle, s, bridge_error=None) -> bool:
     rows_table(s.facts.get("rows_after_reader", {}), only_32=True)
     say("Finished tasks have NULL next_kwargs and fired triggers are deleted, so once every deferred task has "
         "resumed nothing in these columns needs the bridge any more; rows listed above (if any) are still read "
-        "through it while AIRFLOW_SERDE_COMPAT=1. Fernet-encrypted trigger rows (asset watchers) are not decrypted "
-        "by this demo.")
+        "through it while AIRFLOW_SERDE_COMPAT=1.")
+    for title, key in (("right after the downgrade", "scan_after_downgrade"), ("after the bridge run", "scan_after_reader")):
+        scan = s.facts.get(key) or {}
+        report = scan.get("report")
+        if not report:
+            say(f"`airflow-serde-compat scan` {title}: no report ({(scan.get('stderr') or '')[-300:]})")
+            continue
+        print(f"\n  `airflow-serde-compat scan --verify` {title} (exit {scan['exit']}: "
+              f"{'rows remain, keep the bridge' if scan['exit'] == 1 else 'nothing left, the bridge can come out' if scan['exit'] == 0 else 'error'}):")
+        for src in report["sources"]:
+            if not src.get("present"):
+                continue
+            verify = src.get("verify") or {}
+            print(f"    {src['source']:<36} {src['serde']:>3} in 3.2 format, {src['legacy']:>3} legacy, "
+                  f"{verify.get('failures', 0)} would fail under the bridge")
 
     ok = crashed_all and recovered and not diffs
     print(f"\nRESULT: {'OK' if ok else 'NOT OK'} (crash without bridge: {crashed_all}, recovery: {recovered}, "

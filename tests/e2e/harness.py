@@ -701,6 +701,12 @@ class Scenario:
         with self._phase(f"reader ({label}): stop"):
             site.stop_all()
             site.wait_port_free()
+        if bridge:
+            with self._phase("scan after the bridge run (airflow-serde-compat scan)"):
+                try:
+                    self.facts["scan_after_reader"] = site.scan(rv)
+                except Exception as e:
+                    self.facts["scan_after_reader"] = {"exit": None, "report": None, "stderr": repr(e)}
 
     def run_nobridge(self):
         """3.1.8 scheduler + triggerer without AIRFLOW_SERDE_COMPAT on a snapshot of the downgraded DB."""
