@@ -23,9 +23,9 @@ import importlib.util
 import inspect
 import logging
 import sys
-from math import isfinite
 import threading
 import uuid
+from math import isfinite
 from typing import Any, Callable
 
 from airflow_serde_compat.translate import (

@@ -33,7 +33,6 @@ __all__ = [
     "UnsupportedPayload",
     "is_legacy_envelope",
     "is_serde_envelope",
-    "needs_translation",
     "plain_dict_to_legacy",
     "to_legacy",
 ]
@@ -91,15 +90,6 @@ def is_legacy_envelope(node: Any) -> bool:
 def is_serde_envelope(node: Any) -> bool:
     """True for an SDK-serde object node; the same rule as Airflow's own migration reader."""
     return node.__class__ is dict and CLASSNAME in node and VERSION in node and TYPE not in node
-
-
-def needs_translation(node: Any) -> bool:
-    """Cheap check used on the hot path: only dicts that are not legacy envelopes qualify.
-
-    A legacy envelope may still hold 3.2 values deeper down; 3.1's own recursion hands those
-    back to the wrapper one level at a time.
-    """
-    return node.__class__ is dict and not (len(node) == 2 and TYPE in node and VAR in node)
 
 
 def to_legacy(payload: Any, *, resolve: Resolver | None = None, counts: dict[str, int] | None = None) -> Any:
