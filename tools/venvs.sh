@@ -26,6 +26,12 @@ spec() {
   esac
 }
 
+# This machine's pip configuration adds local indexes and find-links that ignore
+# --uploaded-prior-to (3.1.0/3.1.1 then got a structlog too new to import): resolve from PyPI alone.
+pypi_pip() {
+  PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= PIP_EXTRA_INDEX_URL= PIP_CONSTRAINT= "$@"
+}
+
 build() {
   local name="$1" s cutoff pkgs dir extra
   s="$(spec "$name")"; cutoff="${s%%|*}"; pkgs="${s#*|}"; extra=""
@@ -34,14 +40,18 @@ build() {
   if [[ -f "$dir/.spec" && "$(cat "$dir/.spec")" == "$s" ]]; then echo "$dir"; return; fi
   rm -rf "$dir"
   "$PY" -m venv "$dir"
-  "$dir/bin/pip" install -q --disable-pip-version-check -U "pip>=25.1" >&2
+  pypi_pip "$dir/bin/pip" install -q --disable-pip-version-check -U "pip>=25.1" >&2
   # shellcheck disable=SC2086
-  "$dir/bin/pip" install -q --disable-pip-version-check --uploaded-prior-to "$cutoff" $pkgs >&2
+  pypi_pip "$dir/bin/pip" install -q --disable-pip-version-check --uploaded-prior-to "$cutoff" $pkgs >&2
   # shellcheck disable=SC2086
-  [[ -n "$extra" ]] && "$dir/bin/pip" install -q --disable-pip-version-check $extra >&2
+  [[ -n "$extra" ]] && pypi_pip "$dir/bin/pip" install -q --disable-pip-version-check $extra >&2
   echo "$s" > "$dir/.spec"
   echo "$dir"
 }
 
 names=("$@"); [[ ${#names[@]} -eq 0 ]] && names=(318 321)
-for n in "${names[@]}"; do build "$n"; done
+# One builder per venv at a time (parallel test runs, the demo and CI may ask at once).
+for n in "${names[@]}"; do
+  spec "$n" >/dev/null
+  ( flock 9; build "$n" ) 9>"$CACHE/.lock-$n"
+done
