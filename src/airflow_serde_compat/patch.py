@@ -20,13 +20,15 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import contextlib
+import contextvars
 import inspect
 import logging
 import sys
 import threading
 import uuid
 from math import isfinite
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from airflow_serde_compat.translate import (
     CLASSNAME,
@@ -36,8 +38,10 @@ from airflow_serde_compat.translate import (
     VAR,
     VERSION,
     UnsupportedPayload,
+    check_output,
     is_legacy_envelope,
     plain_dict_to_legacy,
+    safe_name,
     to_legacy,
 )
 
@@ -127,20 +131,60 @@ def _stat(name: str) -> None:
         log.debug("could not emit serde_compat.%s", name, exc_info=True)
 
 
+#: True while 3.1 decodes ``trigger.kwargs``: the one column where 3.2.x wrote
+#: ``"Encoding.TYPE"`` envelopes (apache/airflow#65973). Elsewhere such a dict is user data.
+_reading_trigger_kwargs: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "airflow_serde_compat_reading_trigger_kwargs", default=False
+)
+
+
+@contextlib.contextmanager
+def reading_trigger_kwargs() -> Iterator[None]:
+    token = _reading_trigger_kwargs.set(True)
+    try:
+        yield
+    finally:
+        _reading_trigger_kwargs.reset(token)
+
+
+#: Distinct failures logged per process; bounded, so rows full of made-up classnames cannot
+#: grow a component's memory or flood its log.
+_MAX_LOGGED_FAILURES = 256
+
+
+def _failed(err: UnsupportedPayload) -> None:
+    counts["failed"] = counts.get("failed", 0) + 1
+    _stat("failed")
+    key = (err.classname, err.reason)
+    if key not in _logged_failures and len(_logged_failures) < _MAX_LOGGED_FAILURES:
+        _logged_failures.add(key)
+        # The message names classname, version and path only: never the row's values.
+        log.error("%s", err)
+
+
 def _translate(payload: Any, convert: Callable[..., Any] = to_legacy) -> Any:
     try:
-        legacy = convert(payload, resolve=_resolve_with_airflow, counts=counts)
+        if convert is to_legacy:
+            legacy = to_legacy(
+                payload, resolve=_resolve_with_airflow, counts=counts, enum_keys=_reading_trigger_kwargs.get()
+            )
+        else:
+            legacy = convert(payload, resolve=_resolve_with_airflow, counts=counts)
     except UnsupportedPayload as err:
-        counts["failed"] = counts.get("failed", 0) + 1
-        _stat("failed")
-        key = (err.classname, err.reason)
-        if key not in _logged_failures:
-            _logged_failures.add(key)
-            # The message names classname, version and path only: never the row's values.
-            log.error("%s", err)
+        _failed(err)
         raise
     _stat("translated")
     return legacy
+
+
+def _decoded_by_31(err: BaseException) -> UnsupportedPayload:
+    # 3.1's decoders raised on a value the bridge translated (a zone name the tz database lacks,
+    # a pod it cannot build...): their messages may quote the value, so only the type is kept.
+    if isinstance(err, UnsupportedPayload):
+        return err
+    failure = UnsupportedPayload(f"Airflow 3.1 could not build the translated value ({type(err).__name__})")
+    _failed(failure)
+    return failure
 
 
 #: The same class under the qualname a newer library reports: pandas 3 writes
@@ -158,27 +202,39 @@ def _resolve_with_airflow(envelope: dict, path: str) -> Any:
     from airflow.serialization.serialized_objects import BaseSerialization
 
     original = _original(serde, "deserialize")
-    renamed = _RENAMED_CLASSES.get(envelope[CLASSNAME])
+    classname, version = envelope.get(CLASSNAME), envelope.get(VERSION)
+    renamed = _RENAMED_CLASSES.get(classname)
     if renamed is not None:
         envelope = {**envelope, CLASSNAME: renamed}
     try:
         value = original(envelope)
     except ImportError as err:
-        # 3.1's message names the class and the allow-list setting; it holds no row data.
+        # Only the bridge's own words: the messages of modules imported on the way are not ours.
+        if str(err).startswith(f"{envelope.get(CLASSNAME)} was not found in allow list"):
+            why = "not found in allow list [core] allowed_deserialization_classes"
+        elif isinstance(err, ModuleNotFoundError):
+            why = "its module is not installed in this image"
+        else:
+            why = type(err).__name__
         raise UnsupportedPayload(
-            f"Airflow 3.1 refuses to import it ({err})",
-            path=path,
-            classname=envelope.get(CLASSNAME),
-            version=envelope.get(VERSION),
+            f"Airflow 3.1 refuses to import it ({why})", path=path, classname=classname, version=version
         ) from None
     except Exception as err:
         raise UnsupportedPayload(
             f"Airflow 3.1's serde could not decode it ({type(err).__name__})",
             path=path,
-            classname=envelope.get(CLASSNAME),
-            version=envelope.get(VERSION),
+            classname=classname,
+            version=version,
         ) from None
-    return BaseSerialization.serialize(value)
+    try:
+        legacy = BaseSerialization.serialize(value)
+    except Exception as err:
+        raise UnsupportedPayload(
+            f"Airflow 3.1 could not store what its serde decoded ({type(err).__name__})",
+            path=path, classname=classname, version=version,
+        ) from None
+    # 3.1 decodes this next: it gets the same limits as the translator's own output.
+    return check_output(legacy, path=path, classname=classname, version=version)
 
 
 def _original(owner: Any, name: str) -> Any:
@@ -264,9 +320,16 @@ def apply_base_serialization(module: Any) -> bool:
             return encoded_var
         if kind is dict:
             if not (len(encoded_var) == 2 and TYPE in encoded_var and VAR in encoded_var):
-                # Translated once at the top of a 3.2 payload; the result is legacy throughout.
-                encoded_var = _translate(encoded_var)
-            if inline and encoded_var.__class__ is dict and encoded_var.get(TYPE) == "dict":
+                # Translated once at the top of a 3.2 payload; the result is legacy throughout
+                # and holds only the translator's OUTPUT_TYPES.
+                legacy = _translate(encoded_var)
+                try:
+                    if inline and legacy.__class__ is dict and legacy.get(TYPE) == "dict":
+                        return {k: cls.deserialize(v) for k, v in legacy[VAR].items()}
+                    return original(cls, legacy)
+                except Exception as err:
+                    raise _decoded_by_31(err) from None
+            if inline and encoded_var.get(TYPE) == "dict":
                 var = encoded_var[VAR]
                 if var.__class__ is dict:
                     return {k: cls.deserialize(v) for k, v in var.items()}
@@ -284,8 +347,13 @@ def apply_base_serialization(module: Any) -> bool:
             # A 3.2 user dict that merely looks like an envelope ({"__type": "foo", "__var": 1})
             # is a plain dict, as 3.1 would have stored it wrapped. Checked only after 3.1 itself
             # rejected this very node, so legacy reads pay nothing for it.
-            if encoded_var.__class__ is dict and encoded_var.get(TYPE) not in LEGACY_TYPES:
-                return original(cls, _translate(encoded_var, plain_dict_to_legacy))
+            type_ = encoded_var.get(TYPE) if encoded_var.__class__ is dict else None
+            if type_ is not None and (type_.__class__ is not str or type_ not in LEGACY_TYPES):
+                legacy = _translate(encoded_var, plain_dict_to_legacy)
+                try:
+                    return original(cls, legacy)
+                except Exception as err:
+                    raise _decoded_by_31(err) from None
             raise
 
     deserialize.__wrapped__ = original  # type: ignore[attr-defined]
@@ -334,21 +402,38 @@ def apply_serde(module: Any) -> bool:
 # --- models.deadline (deadline.callback) -----------------------------------------------------
 
 
-def _legacy_to_objects(node: Any) -> Any:
-    """Replace every legacy envelope by the object 3.1's BaseSerialization builds from it.
+#: The callback classes whose ``kwargs`` the 3.2 downgrade (migration 0094) rebuilt as 3.1
+#: legacy JSON inside a serde envelope: ``{"__classname__": C, "__data__": {"path", "kwargs"}}``.
+DEADLINE_CALLBACK_CLASSNAMES = frozenset(
+    f"airflow.sdk.definitions.{module}.{name}"
+    for module in ("deadline", "callback")
+    for name in ("AsyncCallback", "SyncCallback")
+)
 
-    3.1's serde returns non-JSON objects unchanged, so the serde envelope around them (the
-    AsyncCallback the downgrade migration wrote) still decodes the usual way.
+
+def _deadline_callback_kwargs_decoded(o: Any) -> Any:
+    """``o`` with the legacy ``__data__.kwargs`` of a deadline callback replaced by its objects.
+
+    Only that one position holds 3.1-written legacy JSON, and only for a callback classname;
+    it is decoded only if it holds nothing but plain values (:func:`check_output`), so the
+    outer classname is checked first and 3.1's serde still decides it under its allow-list.
+    Any other legacy envelope is left for 3.1's serde, which refuses what its allow-list does.
     """
-    if node.__class__ is dict:
-        if is_legacy_envelope(node):
-            from airflow.serialization.serialized_objects import BaseSerialization
+    if o.__class__ is not dict or o.get(CLASSNAME) not in DEADLINE_CALLBACK_CLASSNAMES:
+        return o
+    data = o.get(DATA)
+    kwargs = data.get("kwargs") if data.__class__ is dict else None
+    if not is_legacy_envelope(kwargs):
+        return o
+    classname, version = o.get(CLASSNAME), o.get(VERSION)
+    check_output(kwargs, path="$.__data__.kwargs", classname=classname, version=version)
+    from airflow.serialization.serialized_objects import BaseSerialization
 
-            return BaseSerialization.deserialize(node)
-        return {k: _legacy_to_objects(v) for k, v in node.items()}
-    if node.__class__ is list:
-        return [_legacy_to_objects(v) for v in node]
-    return node
+    try:
+        decoded = BaseSerialization.deserialize(kwargs)
+    except Exception as err:
+        raise _decoded_by_31(err) from None
+    return {**o, DATA: {**data, "kwargs": decoded}}
 
 
 def apply_deadline(module: Any) -> bool:
@@ -360,7 +445,12 @@ def apply_deadline(module: Any) -> bool:
 
     def deserialize(o: Any, full: bool = True, type_hint: Any = None) -> Any:
         # Looked up per call so the serde patch (uuid) applies, or not once undone.
-        return serde.deserialize(_legacy_to_objects(o), full, type_hint)
+        try:
+            o = _deadline_callback_kwargs_decoded(o)
+        except UnsupportedPayload as err:
+            _failed(err)
+            raise
+        return serde.deserialize(o, full, type_hint)
 
     deserialize.__wrapped__ = vars(module)["deserialize"]  # type: ignore[attr-defined]
     _replace(module, "deserialize", deserialize)
