@@ -18,6 +18,7 @@ _strict = False
 _hooks_registered = False
 _announced = False
 _skip_logged = False
+_value_warned = False
 
 #: airflow-core (major, minor) lines whose code the patches were written and tested against.
 SUPPORTED_AIRFLOW = ((3, 1),)
@@ -38,7 +39,9 @@ def activate_from_env() -> bool:
     from airflow_serde_compat._settings import ENV_VAR, Mode, mode_from_value
 
     mode, warning = mode_from_value(value)
-    if warning:
+    global _value_warned
+    if warning and not _value_warned:  # the .pth and the entry point both ask: say it once
+        _value_warned = True
         _log().warning("%s", warning)
     if mode is Mode.OFF:
         return False
@@ -95,24 +98,33 @@ def activate(*, strict: bool = False) -> bool:
         return False
     if _enabled:
         return True
+    # Enabled only once everything is in place: a failure part way (a broken wrapt, a hook
+    # that raises in strict mode) leaves the bridge off and says so, never half on.
     _enabled, _strict = True, strict
-    from airflow_serde_compat import patch
+    try:
+        from airflow_serde_compat import patch
 
-    patch.install_callback_alias()
-    if not _hooks_registered:
-        # wrapt has no unregister: hooks are registered once per process and do nothing
-        # while the bridge is deactivated.
-        import wrapt
+        patch.install_callback_alias()
+        if not _hooks_registered:
+            # wrapt has no unregister: hooks are registered once per process and do nothing
+            # while the bridge is deactivated.
+            import wrapt
 
-        for name, hook in _hooks():
-            wrapt.register_post_import_hook(hook, name)
-        _hooks_registered = True
-    else:
-        import sys
+            for name, hook in _hooks():
+                wrapt.register_post_import_hook(hook, name)
+            _hooks_registered = True
+        else:
+            import sys
 
-        for name, hook in _hooks():
-            if name in sys.modules:
-                hook(sys.modules[name])
+            for name, hook in _hooks():
+                if name in sys.modules:
+                    hook(sys.modules[name])
+    except BaseException:
+        _enabled = False
+        from airflow_serde_compat import patch
+
+        patch.restore_all()
+        raise
     return True
 
 
@@ -122,6 +134,7 @@ def _hooks():  # type: ignore[no-untyped-def]
 
     return [
         (patch.SERIALIZED_OBJECTS, _on_serialized_objects),
+        (patch.SERIALIZED_OBJECTS, _guarded(patch.apply_smart_decode)),
         (patch.SERDE, _on_serde),
         (patch.DEADLINE, _on_deadline),
         (patch.SDK_DEADLINE, _on_sdk_deadline),

@@ -261,20 +261,21 @@ def _doctor() -> int:
     import platform
 
     from airflow_serde_compat import _bootstrap
-    from airflow_serde_compat._settings import ENV_VAR, mode_from_value
+    from airflow_serde_compat._settings import ENV_VAR, Mode, mode_from_value
 
     raw = os.environ.get(ENV_VAR)
     mode, warning = mode_from_value(raw)
     with _airflow_quiet():
         _bootstrap.activate_from_env()
-        active = _bootstrap.is_active()
         wrapped = None
-        if active:
+        if _bootstrap.is_active():
             from airflow_serde_compat import patch
 
             # Importing the serializer fires the post-import hook: proves the patch lands.
             module = __import__(patch.SERIALIZED_OBJECTS, fromlist=["BaseSerialization"])
             wrapped = patch.is_patched(module.BaseSerialization, "deserialize")
+        # Active means patched: switched on but not wrapped is reported as not active.
+        active = _bootstrap.is_active() and bool(wrapped)
     pths = _pth_locations()
     lines = [
         f"mode: {mode.value} ({ENV_VAR}={raw!r})" if raw is not None else f"mode: off ({ENV_VAR} is not set)",
@@ -284,8 +285,9 @@ def _doctor() -> int:
         f"wrapt: {_version('wrapt')}",
         f"airflow-serde-compat: {_version('airflow-serde-compat')}",
         f"bridge active in this process: {'yes' if active else 'no'}"
-        + (f" (BaseSerialization.deserialize wrapped: {'yes' if wrapped else 'no'})" if active else ""),
+        + (" (switched on, but BaseSerialization.deserialize is not wrapped)" if wrapped is False else ""),
         f".pth: {', '.join(pths) if pths else 'not found in the site directories of this interpreter'}",
     ]
     print("\n".join(lines))
-    return EXIT_CLEAN
+    # Asked for but not in place: a deployment check must not pass on a half-activated bridge.
+    return EXIT_ERROR if mode is not Mode.OFF and not active else EXIT_CLEAN

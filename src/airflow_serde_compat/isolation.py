@@ -30,7 +30,7 @@ import weakref
 from contextlib import suppress
 from typing import Any
 
-from airflow_serde_compat.patch import PatchSkipped, _replace, _stat, counts, is_patched
+from airflow_serde_compat.patch import PatchSkipped, _replace, _stat, counts, is_patched, reading_trigger_kwargs
 from airflow_serde_compat.translate import UnsupportedPayload
 
 __all__ = [
@@ -55,9 +55,12 @@ DAGBAG = "airflow.models.dagbag"
 FAIL_METHOD = "__fail__"
 
 #: What 3.1.8's decoders raise on data they cannot read (the set 3.2's own fallbacks catch, plus
-#: ValueError, which UnsupportedPayload and JSONDecodeError are). Anything else -- a wrong Fernet
+#: ValueError, which UnsupportedPayload and JSONDecodeError are, OverflowError from a timestamp
+#: out of range, RecursionError from a legacy row nested too deep). Anything else -- a wrong Fernet
 #: key, a database error -- is not a property of one row and keeps propagating.
-DECODE_ERRORS = (ValueError, KeyError, TypeError, ImportError, AttributeError, IndexError)
+DECODE_ERRORS = (
+    ValueError, LookupError, TypeError, ImportError, AttributeError, ArithmeticError, RecursionError,
+)
 
 REMEDY = (
     "Remedy: if [core] allowed_deserialization_classes refuses the class or this image lacks it, "
@@ -346,7 +349,8 @@ def apply_decrypt_kwargs(module: Any) -> bool:
 
     def _decrypt_kwargs(encrypted_kwargs: str) -> dict[str, Any]:
         try:
-            return original(encrypted_kwargs)
+            with reading_trigger_kwargs():
+                return original(encrypted_kwargs)
         except DECODE_ERRORS as err:
             if isinstance(err, UndecodableTriggerKwargs):
                 raise

@@ -51,9 +51,11 @@ __all__ = [
     "apply_deadline",
     "apply_deadline_alert",
     "apply_serde",
+    "apply_smart_decode",
     "counts",
     "install_callback_alias",
     "is_patched",
+    "reading_trigger_kwargs",
     "restore_all",
 ]
 
@@ -360,6 +362,39 @@ def apply_base_serialization(module: Any) -> bool:
     deserialize.__qualname__ = "BaseSerialization.deserialize"
     deserialize.__doc__ = original.__doc__
     _replace(base, "deserialize", classmethod(deserialize))
+    return True
+
+
+# --- smart_decode_trigger_kwargs (trigger runner, trigger API views) ----------------------------
+
+
+def apply_smart_decode(module: Any) -> bool:
+    """Hold 3.1's second decode of each trigger kwarg to plain values.
+
+    3.1's trigger runner decodes every kwarg value that is a dict with a ``__type`` key once
+    more (asset-watcher kwargs are encoded twice). After a first decode, such a dict is user
+    data, so one shaped as ``{"__type": "base_trigger", ...}`` would be imported and called.
+    The bridge only lets the envelopes through whose decoders build plain values; any other
+    stays the dict it is, with one ERROR line naming its type.
+    """
+    original = vars(module).get("smart_decode_trigger_kwargs")
+    if not inspect.isfunction(original) or list(inspect.signature(original).parameters) != ["d"]:
+        raise PatchSkipped("serialized_objects.smart_decode_trigger_kwargs is not a (d) function")
+    if is_patched(module, "smart_decode_trigger_kwargs"):
+        return False
+
+    def smart_decode_trigger_kwargs(d: Any) -> Any:
+        if d.__class__ is dict and TYPE in d:
+            try:
+                check_output(d)
+            except UnsupportedPayload as err:
+                _failed(err)
+                return d
+        return original(d)
+
+    smart_decode_trigger_kwargs.__wrapped__ = original  # type: ignore[attr-defined]
+    smart_decode_trigger_kwargs.__doc__ = original.__doc__
+    _replace(module, "smart_decode_trigger_kwargs", smart_decode_trigger_kwargs)
     return True
 
 

@@ -254,3 +254,43 @@ def test_the_wrapper_runs_3_1_8_container_branches_itself():
 
     raw = vars(BaseSerialization)["deserialize"].__func__
     assert _branches_inlinable(getattr(raw, "__wrapped__", raw))
+
+
+def _broken_wrapt(tmp_path) -> str:
+    (tmp_path / "wrapt.py").write_text("raise ImportError('wrapt is broken in this image')\n")
+    return str(tmp_path)
+
+
+def test_strict_mode_with_a_broken_dependency_fails_the_process(run_python, tmp_path):
+    # Activation fails part way (the hooks cannot be registered): strict must not fail open.
+    env = {"AIRFLOW_SERDE_COMPAT": "strict", "PYTHONPATH": _broken_wrapt(tmp_path)}
+    proc = run_python(PROBE + "print(state)", env=env, check=False)
+    assert proc.returncode != 0, proc.stdout
+    assert "wrapt is broken in this image" in proc.stderr
+
+
+def test_a_broken_dependency_leaves_the_bridge_off_and_says_so(run_python, tmp_path):
+    env = {"AIRFLOW_SERDE_COMPAT": "1", "PYTHONPATH": _broken_wrapt(tmp_path)}
+    proc = run_python(
+        PROBE
+        + """
+import airflow_serde_compat
+assert state == "original", state
+assert not airflow_serde_compat.is_active()
+""",
+        env=env,
+    )
+    assert "activation failed" in proc.stderr
+    doctor = run_python(
+        "from airflow_serde_compat.cli import main; raise SystemExit(main(['doctor']))", env=env, check=False
+    )
+    assert doctor.returncode == 2, doctor.stdout
+    assert "bridge active in this process: no" in doctor.stdout
+
+
+def test_an_unrecognised_value_warns_once_per_process(run_python):
+    proc = run_python(
+        PROBE + "import airflow_serde_compat._bootstrap as b; b.activate_from_env()",
+        env={"AIRFLOW_SERDE_COMPAT": "maybe"},
+    )
+    assert proc.stderr.count("is not one of 1/true/strict/0/false") == 1, proc.stderr
