@@ -327,7 +327,8 @@ class Resumable(BaseOperator):
 
 
 with DAG("iso_rows", schedule=None, start_date=START, catchup=False):
-    for task_id in ("healthy_deferred", "poisoned_kwargs", "poisoned_trigger", "poisoned_resumed"):
+    for task_id in ("healthy_deferred", "poisoned_kwargs", "poisoned_trigger", "poisoned_resumed",
+                    "overflow_trigger", "deep_kwargs", "listed_classname", "gadget_kwargs", "gadget_trigger"):
         Resumable(task_id=task_id, retries=0)
 
 with DAG("iso_plain", schedule=None, start_date=START, catchup=False):
@@ -414,6 +415,7 @@ class Site:
         (self.root / "lib").mkdir()
         (self.root / "lib" / "mymod.py").write_text(MYMOD)
         self.flag = root / "mymod-imported"
+        self.gadget_flag = root / "gadget-ran"
         self.port = _free_port()
         self.procs: list[tuple[str, subprocess.Popen, Path]] = []
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTHONPATH"))}
@@ -421,6 +423,8 @@ class Site:
             "PATH": f"{Path(sys.executable).parent}:{self.env.get('PATH', '/usr/bin:/bin')}",
             "PYTHONPATH": str(self.root / "lib"),
             "ISO_IMPORTED_FLAG": str(self.flag),
+            # A gadget row runs `touch "$ISO_GADGET_FLAG"` if row data ever becomes a call.
+            "ISO_GADGET_FLAG": str(self.gadget_flag),
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -508,7 +512,30 @@ def _seed_rows() -> dict:
                              {"moment": _moment(past, version=99), "end_from_trigger": False, "note": SECRET}),
         # Already resumed by 3.2 (event delivered), damaged kwargs: the worker decodes them.
         "poisoned_resumed": ("scheduled", DAMAGED_KWARGS, None),
+        # Issue #9 section 2: each of these escaped isolation as a raw exception before.
+        "overflow_trigger": ("deferred", HEALTHY_KWARGS, {"moment": _moment(1e300), "end_from_trigger": False}),
+        "deep_kwargs": ("deferred", {"x": _deep_legacy(300)}, healthy_trigger),
+        "listed_classname": ("deferred", {"x": {"__classname__": ["a"], "__version__": 1}}, healthy_trigger),
+        # Issue #9 section 1: legacy envelopes in 3.2 positions that 3.1 would import and call.
+        "gadget_kwargs": ("deferred", {"event": {"body": EXC_GADGET}}, healthy_trigger),
+        "gadget_trigger": ("deferred", HEALTHY_KWARGS, {**healthy_trigger, "extra": {"body": TRIGGER_GADGET}}),
     }
+
+
+def _deep_legacy(depth: int) -> dict:
+    node: object = 1
+    for _ in range(depth):
+        node = {"__type": "dict", "__var": {"k": node}}
+    return node  # type: ignore[return-value]
+
+
+#: 3.1's airflow_exc_ser decoder: import_string(exc_cls_name)(*args) -- imports mymod.
+EXC_GADGET = {"__type": "airflow_exc_ser", "__var": {"__type": "dict", "__var": {
+    "exc_cls_name": "mymod.Thing", "args": {"__type": "tuple", "__var": []},
+    "kwargs": {"__type": "dict", "__var": {}}}}}
+#: 3.1's base_trigger decoder: import_string(classpath)(**kwargs) -- os.system(command=...).
+TRIGGER_GADGET = {"__type": "base_trigger", "__var": {"__type": "tuple", "__var": [
+    "os.system", {"__type": "dict", "__var": {"command": 'touch "$ISO_GADGET_FLAG"'}}]}}
 
 
 @pytest.fixture(scope="module")
@@ -557,7 +584,9 @@ def test_without_isolation_one_poisoned_row_stops_the_triggerer(seeded, tmp_path
 def test_poisoned_rows_fail_alone_and_the_components_keep_running(seeded, tmp_path):
     site = _site_from(seeded, tmp_path)
     expected = {"healthy_deferred": "success", "plain": "success", "poisoned_kwargs": "failed",
-                "poisoned_trigger": "failed", "poisoned_resumed": "failed"}
+                "poisoned_trigger": "failed", "poisoned_resumed": "failed", "overflow_trigger": "failed",
+                "deep_kwargs": "failed", "listed_classname": "failed", "gadget_kwargs": "failed",
+                "gadget_trigger": "failed"}
     try:
         site.start("api-server", "api-server", "--port", str(site.port))
         site.start("scheduler", "scheduler")
@@ -586,3 +615,11 @@ def test_poisoned_rows_fail_alone_and_the_components_keep_running(seeded, tmp_pa
     # Nothing printed a poisoned value, and the refused class was never imported.
     assert SECRET not in logs and not any(SECRET in text for text in task_logs.values())
     assert not site.flag.exists()
+    # Row data never became code, and each new kind of bad row is named in its task's log.
+    assert not site.gadget_flag.exists()
+    assert "timestamp must be a number between the years 1 and 9999" in task_logs["overflow_trigger"]
+    # (Which limit is met first depends on how deep the caller's own stack already is.)
+    assert re.search(r"nested (deeper than 200 levels|too deeply for this interpreter)", task_logs["deep_kwargs"])
+    assert "classname '<not a class name>'" in task_logs["listed_classname"]
+    assert "legacy 'airflow_exc_ser' envelope inside an Airflow 3.2 payload" in task_logs["gadget_kwargs"]
+    assert "legacy 'base_trigger' envelope inside an Airflow 3.2 payload" in task_logs["gadget_trigger"]
