@@ -144,6 +144,10 @@ def _engine(url: str) -> Any:
         raise CliError("the database URL is not a valid SQLAlchemy URL (dialect://user@host/db)") from None
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
+        if database and database.startswith("file:") and parsed.query.get("uri") in ("true", "1"):
+            # An SQLite URI (e.g. file:...?mode=ro / immutable=1 for a read-only copy): its path is
+            # the part before '?', and sqlite itself reports a missing file.
+            database = database[len("file:"):].split("?", 1)[0]
         if not database or database == ":memory:" or not os.path.exists(database):
             raise CliError(f"no SQLite database file at {database or '(empty path)'!r}")
     try:

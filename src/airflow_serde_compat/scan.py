@@ -151,6 +151,7 @@ class ScanReport:
     sources: list[SourceReport]
     verify_mode: str | None = None  # None: no --verify; "airflow-3.1" or "pure"
     verify_note: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def serde_rows(self) -> int:
@@ -251,15 +252,22 @@ def _verdict(source: Source, row: Any, trigger_reader: TriggerKwargsReader | Non
             return failed, None
     try:
         payload = loads_json(value)
+        if kind == "deadline_callback" and isinstance(payload, str) and payload[:1] == "{":
+            payload = loads_json(payload)  # SQLite/MySQL downgrade wrote JSON text into JSON
     except (ValueError, TypeError, UnicodeDecodeError):
         return undecodable("not valid JSON"), None
+    except RecursionError:
+        return undecodable(TOO_DEEP), None
     if kind == "deadline_callback":
-        if isinstance(payload, str) and payload[:1] == "{":
-            payload = loads_json(payload)  # SQLite/MySQL downgrade wrote JSON text into JSON
         return deadline_callback_verdict(payload), payload
     if kind == "deadline_alert":
         return deadline_alert_verdict(payload), payload
-    return kwargs_verdict(payload), payload
+    return kwargs_verdict(payload, enum_keys=kind == "trigger_kwargs"), payload
+
+
+#: One row nested deeper than a JSON reader follows is that row's problem, not the scan's.
+TOO_DEEP = "nested deeper than Airflow's JSON readers follow"
+
 
 
 def scan_database(
@@ -298,6 +306,7 @@ def scan_database(
                 f"({', '.join(sorted({s.table for s in sources}))}): is it the Airflow metadata database?"
             )
         revision = _schema_revision(conn, tables)
+        warnings = _revision_warnings(revision)
         family = "3.2+ (not downgraded yet)" if "deadline_alert" in tables else "3.1"
         for source in sources:
             report = SourceReport(source)
@@ -328,7 +337,40 @@ def scan_database(
         sources=reports,
         verify_mode=getattr(verifier, "mode", None),
         verify_note=getattr(verifier, "note", None),
+        warnings=warnings,
     )
+
+
+def _revision_warnings(revision: str | None) -> list[str]:
+    """Refuse a schema scan cannot vouch for; warn if it is newer than the installed Airflow's.
+
+    Counting no 3.2 rows on a database whose schema is unknown would tell the operator the
+    bridge can come out, which nothing here has shown.
+    """
+    from airflow_serde_compat import _revisions
+    from airflow_serde_compat._bootstrap import airflow_core_version
+
+    if revision is None:
+        raise ScanError(
+            "the database has no alembic_version row: not an Airflow metadata database, or never "
+            "migrated (`airflow db migrate`); nothing can be said about its rows"
+        )
+    shown = revision if revision.__class__ is str and revision.isalnum() and len(revision) <= 32 else "<not a revision>"
+    version = _revisions.version_of(revision)
+    if version is None:
+        raise ScanError(
+            f"the database is at alembic revision {shown!r}, which is no migration of Airflow "
+            f"{_revisions.KNOWN_RANGE}: written by a newer Airflow than this airflow-serde-compat knows "
+            "(upgrade it), or not an Airflow metadata database"
+        )
+    installed = airflow_core_version()
+    if installed is not None and _revisions.is_newer(revision, installed):
+        return [
+            f"the database schema ({shown}, Airflow {version}) is newer than the installed "
+            f"apache-airflow-core {installed}'s: Airflow {installed} will refuse to start on it. Downgrade "
+            f"with the newer Airflow: `airflow db downgrade -n {installed} -y`"
+        ]
+    return []
 
 
 def _safe_url(url: sa.URL) -> str:
@@ -373,7 +415,10 @@ def _scan_source(
             legacy = nulls = 0
             for row in rows:
                 mapping = row._mapping
-                verdict, payload = _verdict(source, mapping, trigger_reader)
+                try:
+                    verdict, payload = _verdict(source, mapping, trigger_reader)
+                except RecursionError:
+                    verdict, payload = undecodable(TOO_DEEP), None
                 fmt = verdict.format
                 if fmt is legacy_format:
                     legacy += 1

@@ -57,7 +57,6 @@ __all__ = [
 
 #: Label used in classname counts for a plain dict where 3.1 expects ``{"__type": "dict"}``.
 BARE_DICT = "(bare dict)"
-ENUM_ENVELOPE = "Encoding.TYPE"  # apache/airflow#65973 asset-watcher envelopes
 
 #: Module that only task-sdk 1.2+ has; the bridge aliases it (deadline alerts, callbacks).
 CALLBACK_MODULE_PREFIX = "airflow.sdk.definitions.callback."
@@ -128,6 +127,8 @@ def _json_or_verdict(text: Any) -> tuple[Any, Verdict | None]:
     except (ValueError, TypeError, UnicodeDecodeError):
         # Only the exception type: the messages of some parsers quote the input.
         return None, undecodable("not valid JSON")
+    except RecursionError:
+        return None, undecodable("nested deeper than Airflow's JSON readers follow")
 
 
 def _reason(err: UnsupportedPayload) -> str:
@@ -140,8 +141,11 @@ def _reason(err: UnsupportedPayload) -> str:
 # --- task_instance(_history).next_kwargs and trigger.kwargs: read by BaseSerialization --------
 
 
-def kwargs_verdict(payload: Any) -> Verdict:
-    """Verdict for a value 3.1 hands to ``BaseSerialization.deserialize`` (already parsed)."""
+def kwargs_verdict(payload: Any, *, enum_keys: bool = False) -> Verdict:
+    """Verdict for a value 3.1 hands to ``BaseSerialization.deserialize`` (already parsed).
+
+    ``enum_keys``: the value is trigger kwargs, where 3.2.x wrote ``"Encoding.TYPE"`` envelopes.
+    """
     if payload is None:
         return NULL
     if _only_legacy(payload, 0):
@@ -156,7 +160,7 @@ def kwargs_verdict(payload: Any) -> Verdict:
         return None
 
     try:
-        to_legacy(payload, resolve=record_foreign, counts=kinds)
+        to_legacy(payload, resolve=record_foreign, counts=kinds, enum_keys=enum_keys)
     except UnsupportedPayload as err:
         if kinds or err.classname is not None:
             return Verdict(Format.SERDE, Bridge.UNTRANSLATABLE, _kinds(kinds, err.classname), _reason(err))

@@ -81,6 +81,7 @@ def report_as_dict(report: ScanReport) -> dict[str, Any]:
         "exit_code": report.exit_code,
         "verify_mode": report.verify_mode,
         "verify_note": report.verify_note,
+        "warnings": report.warnings,
         "sources": [_source_dict(report, s) for s in report.sources],
     }
 
@@ -103,6 +104,7 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
 def report_as_text(report: ScanReport) -> str:
     out = [
         f"database: {report.database}  (schema {report.schema_family}, revision {report.schema_revision or '?'})",
+        *(f"warning: {w}" for w in report.warnings),
         "",
     ]
     headers = ["source", "rows", "legacy", "3.2", "translatable", "patched-only", "untranslatable", "undecodable", "oldest 3.2"]

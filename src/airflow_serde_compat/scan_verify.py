@@ -16,34 +16,38 @@ why)`` or ``(classname, reason)``. Reasons never carry row values.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from airflow_serde_compat.scan_classify import Bridge, Verdict
-from airflow_serde_compat.translate import UnsupportedPayload, to_legacy
+from airflow_serde_compat.translate import UnsupportedPayload, safe_name, to_legacy
 
 __all__ = ["Airflow31Verifier", "PureVerifier", "verifier_for_installed_airflow"]
 
-# Messages of these exceptions name classes, modules or keys, never row values.
-_SAFE_MESSAGES = (UnsupportedPayload, ImportError, KeyError, AttributeError)
-
-
 def _describe(err: BaseException) -> str:
-    if isinstance(err, _SAFE_MESSAGES):
-        text = str(err).splitlines()[0] if str(err) else ""
-        return f"{type(err).__name__}: {text}" if text else type(err).__name__
-    # Other messages (ValueError from a date parser, ...) may quote the value: type only.
+    # Only the bridge's own texts and exception types: any other message (a tz database's
+    # ZoneInfoNotFoundError, a decoder's KeyError...) may quote the decrypted row.
+    if isinstance(err, UnsupportedPayload):
+        return f"{type(err).__name__}: {err}"
+    if isinstance(err, ImportError):
+        # What could not be imported is code, not data: keep the names shaped like module or
+        # class paths (so a 3.2-only timetable is named), nothing else of the message.
+        names = [n for n in re.findall(r"['\"]([^'\"]{1,200})['\"]", str(err)) if safe_name(n) == n]
+        if names:
+            return f"{type(err).__name__} naming {', '.join(dict.fromkeys(names))}"
     return type(err).__name__
 
 
 def _failure(verdict: Verdict, err: BaseException) -> tuple[str | None, str]:
     classname = getattr(err, "classname", None) or (verdict.classnames[0] if verdict.classnames else None)
     # Airflow wraps the telling error (DeserializationError from an ImportError): show the chain.
+    # Explicit causes only: an implicit __context__ is whatever was being handled at the time.
     chain, seen = [], set()
     cause: BaseException | None = err
     while cause is not None and id(cause) not in seen and len(chain) < 4:
         seen.add(id(cause))
         chain.append(_describe(cause))
-        cause = cause.__cause__ or cause.__context__
+        cause = cause.__cause__
     return classname, " <- ".join(chain)
 
 
@@ -63,7 +67,7 @@ class PureVerifier:
             return "unverified", verdict.reason or ""
         if source.kind in ("kwargs", "trigger_kwargs"):
             try:
-                to_legacy(payload)
+                to_legacy(payload, enum_keys=source.kind == "trigger_kwargs")
             except UnsupportedPayload as err:  # pragma: no cover - the verdict already tried
                 return _failure(verdict, err)
         return None
@@ -83,10 +87,20 @@ class Airflow31Verifier:
     def _reader(self, kind: str) -> Any:
         reader = self._readers.get(kind)
         if reader is None:
-            if kind in ("kwargs", "trigger_kwargs"):
+            if kind == "kwargs":
                 from airflow.serialization.serialized_objects import BaseSerialization
 
                 reader = BaseSerialization.deserialize
+            elif kind == "trigger_kwargs":
+                from airflow.serialization.serialized_objects import BaseSerialization
+
+                from airflow_serde_compat.patch import reading_trigger_kwargs
+
+                def reader(payload: Any, _cls: Any = BaseSerialization) -> Any:
+                    # As Trigger._decrypt_kwargs reads them (the plaintext and key were handled).
+                    with reading_trigger_kwargs():
+                        return _cls.deserialize(payload)
+
             elif kind == "deadline_callback":
                 from airflow.models import deadline
 
