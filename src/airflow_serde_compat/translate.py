@@ -172,9 +172,12 @@ def to_legacy(
     try:
         legacy = _Translator(resolve, seen, enum_keys).top(payload, None, 0)
     except Exception:
+        legacy = _RETRY
+    if legacy is _RETRY:
+        # Outside the except block, so the error below carries no first-pass exception as context.
         seen.clear()
         try:
-            return _Translator(resolve, seen, enum_keys).top(payload, "$", 0)
+            legacy = _Translator(resolve, seen, enum_keys).top(payload, "$", 0)
         except UnsupportedPayload:
             raise
         except RecursionError:
@@ -185,8 +188,12 @@ def to_legacy(
             raise UnsupportedPayload(f"not a JSON value ({type(err).__name__})") from None
         finally:
             _merge(counts, seen)
+        return legacy
     _merge(counts, seen)
     return legacy
+
+
+_RETRY: Any = object()
 
 
 #: Kinds counted by name per process; past this, new names are counted as "(other)", so rows
