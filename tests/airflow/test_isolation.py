@@ -463,6 +463,18 @@ class Site:
                                      start_new_session=True)
         self.procs.append((name, popen, log_path))
 
+    def wait_listening(self, timeout: float = 180) -> None:
+        """Block until the api-server accepts connections: task runners that start before it
+        fail on "Connection refused" (seen on this 2-core machine under load)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.exited():
+                raise AssertionError(f"a component exited while the api-server started: {self.logs()[-4000:]}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=2):
+                return
+            time.sleep(1)
+        raise AssertionError(f"the api-server did not listen within {timeout:.0f}s: {self.logs()[-4000:]}")
+
     def stop(self) -> None:
         for _, popen, _ in self.procs:
             if popen.poll() is None:
@@ -589,6 +601,7 @@ def test_poisoned_rows_fail_alone_and_the_components_keep_running(seeded, tmp_pa
                 "gadget_trigger": "failed"}
     try:
         site.start("api-server", "api-server", "--port", str(site.port))
+        site.wait_listening()
         site.start("scheduler", "scheduler")
         site.start("triggerer", "triggerer")
         finished = _wait(site, lambda s: all(s.get(t) == st for t, st in expected.items()), timeout=420)
