@@ -127,3 +127,32 @@ def test_scan_counts_the_3_2_rows_the_harness_counts_and_verifies_them(runs, db,
     for name in ("task_instance.next_kwargs", "trigger.kwargs"):
         assert sources[name]["verify"]["failures"] == 0, sources[name]["verify"]
         assert sources[name]["serde"] == sources[name]["verify"]["verified"], sources[name]
+
+
+# Rolling back to a 3.1.x other than 3.1.8: `airflow db downgrade -n 3.1.5`, then bridged 3.1.5 components,
+# compared with a never-upgraded 3.1.5 running the same choreography (writer == reader: its own oracle).
+READER = "315"
+
+
+def test_rollback_to_3_1_5_crashes_without_the_bridge(runs):
+    s = runs.get("sqlite", "321", reader=READER)
+    nb = s.facts["nobridge"]
+    assert nb["triggerer"]["keyerror_var"] and nb["scheduler"]["keyerror_var"], json.dumps(nb, indent=1)
+
+
+def test_rollback_to_3_1_5_components_stay_up_and_every_task_finishes(runs):
+    s = runs.get("sqlite", "321", reader=READER)
+    assert "post" not in s.errors, s.errors["post"]
+    assert all(n == 0 for n in s.facts["log_crashes"].values()), s.facts["log_crashes"]
+    assert s.facts["post_states"] and all(st in harness.TERMINAL for st, _ in s.facts["post_states"].values())
+
+
+def test_rollback_to_3_1_5_resumed_tasks_receive_what_native_3_1_5_receives(runs):
+    o = runs.get("sqlite", READER, reader=READER)
+    s = runs.get("sqlite", "321", reader=READER)
+    assert not o.errors, o.errors
+    post = o.facts["results_post"]
+    missing = [t for t in harness.BEFORE_TASKS + harness.AFTER_TASKS + ["deadline_callback"] if t not in post]
+    assert not missing, f"the 3.1.5 oracle did not record {missing}; states {o.facts['post_states']}"
+    diffs = harness.compare_post(s, o)
+    assert not diffs, "\n".join(diffs)
