@@ -3,7 +3,7 @@
 The 3.2 side is the real task-sdk 1.2.1 ``serialize``, run in its own venv behind a pipe; the
 3.1.x side is this process's real Airflow (3.1.8, or another reader under ``make test-readers``)
 with the bridge off. Profile ``ci`` runs 10,000 examples (``HYPOTHESIS_PROFILE=ci``, set by
-``make test`` for 3.1.8), ``readers`` 1,000 for each other reader.
+``make test`` for 3.1.8), ``readers`` 200 for each other reader.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from strategies import kwargs
 from typed import describe
 
 settings.register_profile("ci", max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck))
-settings.register_profile("readers", max_examples=1_000, deadline=None, suppress_health_check=list(HealthCheck))
+settings.register_profile("readers", max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 settings.register_profile("dev", max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 

@@ -46,12 +46,12 @@ class Runs:
         self.cache: dict[tuple[str, str], harness.Scenario] = {}
         self.failures: dict[tuple[str, str], BaseException] = {}
 
-    def get(self, db: str, writer: str, reader: str = "318") -> harness.Scenario:
+    def get(self, db: str, writer: str, reader: str = "318", check_nobridge: bool = True) -> harness.Scenario:
         key = (db, writer) if reader == "318" else (db, writer, reader)
         if key in self.failures:
             pytest.fail(f"scenario {key} failed earlier in this session: {self.failures[key]}", pytrace=False)
         if key not in self.cache:
-            s = harness.Scenario(db, writer, workroot=self.root, reader=reader)
+            s = harness.Scenario(db, writer, workroot=self.root, reader=reader, check_nobridge=check_nobridge)
             try:
                 s.run()
             except BaseException as e:

@@ -675,8 +675,11 @@ class Scenario:
         expect_deadline = site.deadline and int(site.db.query("SELECT COUNT(*) FROM deadline")[0][0]) > 0
         self.facts["deadline_rows_at_reader_start"] = int(site.db.query("SELECT COUNT(*) FROM deadline")[0][0])
         with self._phase(f"reader ({label}): start, resume every task"):
-            site.set_pool(POOL_SLOTS)
             cs = site.start_all(rv, "post", bridge=bridge)
+            # Workers need the api-server: on a loaded machine 3.1.5's task runners gave up on a
+            # not-yet-listening one (Connection refused) before it was up, so release the pool after.
+            site.wait_port()
+            site.set_pool(POOL_SLOTS)
             site.open_gate("after")
             site.open_gate("asset_after")
             t0 = time.monotonic()
