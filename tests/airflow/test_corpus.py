@@ -3,11 +3,11 @@
 Fixtures are recorded by ``tools/record_corpus.py`` from the real task-sdk writers and a real
 3.1.8 reader: ``serde_json`` is the text a 3.2 writer stored, ``legacy`` what 3.1.8 stores for the
 same value, ``native`` the description of what 3.1.8 returns for it. ``make test`` runs this file
-under several 3.1.x readers, and they do not all agree with 3.1.8 (3.1.0-3.1.5 describe the same
-V1Pod differently), so the oracle is computed live: this reader's own decode of ``legacy`` with
-the bridge off. Each 3.1.x tested decodes its own encoding of every corpus value exactly as it
-decodes 3.1.8's ``legacy`` (checked when the readers were added, from ``tools/corpus_values.py``);
-on the recording reader the live oracle must equal ``native``.
+under several 3.1.x readers, and they do not all agree with 3.1.8 (the 3.1.0-3.1.5 venvs, with an
+older kubernetes client, describe the same V1Pod differently), so the oracle is computed live: this
+reader's own decode of ``legacy`` with the bridge off. Each 3.1.x tested decodes its own encoding of
+every corpus value exactly as it decodes 3.1.8's ``legacy`` (checked when the readers were added,
+from ``tools/corpus_values.py``); on the recording reader the live oracle must equal ``native``.
 """
 
 from __future__ import annotations
