@@ -396,6 +396,9 @@ class AirflowSite:
 
     def start_all(self, venv, phase, bridge=False):
         cs = [self.start(venv, phase, "api-server", bridge, ["api-server", "--port", str(self.port)])]
+        # Task runners give up on an api-server that is not listening yet (Connection refused, task
+        # failed): on a loaded machine it took 22 s to start, longer than their retries.
+        self.wait_port()
         for n in ("dag-processor", "scheduler", "triggerer"):
             cs.append(self.start(venv, phase, n, bridge))
         return cs
@@ -675,11 +678,8 @@ class Scenario:
         expect_deadline = site.deadline and int(site.db.query("SELECT COUNT(*) FROM deadline")[0][0]) > 0
         self.facts["deadline_rows_at_reader_start"] = int(site.db.query("SELECT COUNT(*) FROM deadline")[0][0])
         with self._phase(f"reader ({label}): start, resume every task"):
-            cs = site.start_all(rv, "post", bridge=bridge)
-            # Workers need the api-server: on a loaded machine 3.1.5's task runners gave up on a
-            # not-yet-listening one (Connection refused) before it was up, so release the pool after.
-            site.wait_port()
             site.set_pool(POOL_SLOTS)
+            cs = site.start_all(rv, "post", bridge=bridge)
             site.open_gate("after")
             site.open_gate("asset_after")
             t0 = time.monotonic()
