@@ -4,8 +4,10 @@
 PYTHON ?= python3
 VENVS := tools/venvs.sh
 TEST_VENV = $(shell $(VENVS) 318t)
+# The other 3.1.x readers tests/airflow runs under (venvs.sh NAMEs); 3.1.8 is the main run.
+READERS ?= 310t 313t 315t 317t
 
-.PHONY: demo test test-fast install-test-venv bench wheel
+.PHONY: demo test test-fast test-readers run-readers install-test-venv bench wheel
 
 demo:
 	$(PYTHON) tools/demo.py
@@ -18,6 +20,21 @@ install-test-venv:
 # Tests run against the installed wheel (its .pth included), as users get it.
 test: install-test-venv
 	TZ=UTC HYPOTHESIS_PROFILE=ci E2E_MATRIX=1 $(TEST_VENV)/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory run-readers
+
+# Golden corpus, properties (200 examples each) and activation under every other 3.1.x reader,
+# each in its own venv with the same wheel: users roll back to the 3.1.x they came from. The
+# isolation and side-path tests (real components, minutes each) stay on 3.1.8.
+READER_TESTS ?= tests/airflow/test_activation.py tests/airflow/test_corpus.py tests/airflow/test_properties.py
+test-readers: install-test-venv run-readers
+
+run-readers:
+	@set -e; for r in $(READERS); do \
+	  v=$$($(VENVS) $$r); \
+	  $$v/bin/pip install -q --no-deps --force-reinstall build/wheel/*.whl; \
+	  echo "== tests/airflow under $$r ($$($$v/bin/python -c 'from importlib.metadata import version; print(version("apache-airflow-core"))'))"; \
+	  TZ=UTC HYPOTHESIS_PROFILE=readers $$v/bin/python -m pytest -p no:cacheprovider -q $(READERS_PYTEST_ARGS) $(READER_TESTS); \
+	done
 
 # Everything but the real-component end-to-end suite, with fewer hypothesis examples.
 test-fast: install-test-venv

@@ -2,7 +2,7 @@
 # Builds (once) and caches the pinned Airflow virtualenvs the tests and the demo run against.
 # Airflow's constraint files are not reachable here, so each install is pinned by an upload
 # cut-off just after its release (see README "Reproducible installs").
-#   tools/venvs.sh [NAME ...]     NAME in: 318 318t 320 321 322 33x   (default: 318 321)
+#   tools/venvs.sh [NAME ...]     NAME in: 310 313 315 317 318 (and each +t) 320 321 322 33x   (default: 318 321)
 # Prints nothing on success but the venv paths; rebuilds a venv whose spec changed.
 set -euo pipefail
 CACHE="${AIRFLOW_SERDE_COMPAT_CACHE:-$HOME/.cache/airflow-serde-compat}"
@@ -14,6 +14,16 @@ spec() {
     318) echo "2026-03-12T00:00:00Z|apache-airflow[postgres]==3.1.8 sqlalchemy<2.1 pymysql" ;;
     # The test runner's venv: 3.1.8 as above plus the test tools (newest, they are ours).
     318t) echo "2026-03-12T00:00:00Z|apache-airflow[postgres,cncf.kubernetes]==3.1.8 sqlalchemy<2.1 pymysql numpy pandas pyarrow|pytest hypothesis build orjson atheris" ;;
+    # Earlier 3.1.x readers (issue 10), each pinned just after its own release; `31Nt` adds what the
+    # tests/airflow run needs (the same extras and tools as 318t).
+    310) echo "2025-09-26T00:00:00Z|apache-airflow[postgres]==3.1.0 sqlalchemy<2.1 pymysql" ;;
+    313) echo "2025-11-15T00:00:00Z|apache-airflow[postgres]==3.1.3 sqlalchemy<2.1 pymysql" ;;
+    315) echo "2025-12-13T00:00:00Z|apache-airflow[postgres]==3.1.5 sqlalchemy<2.1 pymysql" ;;
+    317) echo "2026-02-05T00:00:00Z|apache-airflow[postgres]==3.1.7 sqlalchemy<2.1 pymysql" ;;
+    310t) echo "2025-09-26T00:00:00Z|apache-airflow[postgres,cncf.kubernetes]==3.1.0 sqlalchemy<2.1 pymysql numpy pandas pyarrow|pytest hypothesis build orjson" ;;
+    313t) echo "2025-11-15T00:00:00Z|apache-airflow[postgres,cncf.kubernetes]==3.1.3 sqlalchemy<2.1 pymysql numpy pandas pyarrow|pytest hypothesis build orjson" ;;
+    315t) echo "2025-12-13T00:00:00Z|apache-airflow[postgres,cncf.kubernetes]==3.1.5 sqlalchemy<2.1 pymysql numpy pandas pyarrow|pytest hypothesis build orjson" ;;
+    317t) echo "2026-02-05T00:00:00Z|apache-airflow[postgres,cncf.kubernetes]==3.1.7 sqlalchemy<2.1 pymysql numpy pandas pyarrow|pytest hypothesis build orjson" ;;
     320) echo "2026-04-08T00:00:00Z|apache-airflow[postgres]==3.2.0 pymysql" ;;
     321) echo "2026-04-23T00:00:00Z|apache-airflow[postgres]==3.2.1 pymysql" ;;
     # MySQL/MariaDB e2e only: Airflow needs mysqlclient (MySQLdb, even with a pymysql URL) and aiomysql;

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 import sysconfig
+from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+#: The 3.1.x this run reads with (`make test` runs this file under every tested reader).
+CORE = metadata.version("apache-airflow-core")
 
 PROBE = """
 import sys
@@ -27,7 +30,7 @@ def test_unset_variable_imports_nothing_and_patches_nothing(run_python):
         PROBE
         + """
 assert state == "original", state
-# 3.1.8's `import airflow` loads the airflow.policy entry point: only the switch is imported.
+# 3.1.x's `import airflow` loads the airflow.policy entry point: only the switch is imported.
 ours = sorted(m for m in sys.modules if m.startswith("airflow_serde_compat") or m == "wrapt")
 print(ours)
 """
@@ -48,7 +51,7 @@ assert SerializedDAG.deserialize.__self__ is SerializedDAG
         env={"AIRFLOW_SERDE_COMPAT": "1"},
     )
     assert proc.stdout == ""
-    assert "airflow-serde-compat active (apache-airflow-core 3.1.8)" in proc.stderr
+    assert f"airflow-serde-compat active (apache-airflow-core {CORE})" in proc.stderr
 
 
 def test_unrecognised_value_warns_and_stays_off(run_python):
@@ -189,7 +192,7 @@ def test_pth_file_is_installed_at_the_site_packages_root():
 
 
 def test_airflow_policy_entry_point_activates_from_import_airflow(run_python):
-    # The second way in: 3.1.8's `import airflow` loads every airflow.policy entry point. With
+    # The second way in: 3.1.x's `import airflow` loads every airflow.policy entry point. With
     # the .pth not run (-S skips site; we add site-packages by hand), the hook alone activates.
     site = sysconfig.get_paths()["purelib"]
     proc = run_python(
@@ -243,7 +246,7 @@ def test_airflow_cli_output_is_unchanged_by_the_bridge(run_python):
         [airflow, "version"], env={**base, "AIRFLOW_SERDE_COMPAT": "1"}, capture_output=True, text=True, timeout=120
     )
     assert off.returncode == on.returncode == 0
-    assert on.stdout == off.stdout == "3.1.8\n"
+    assert on.stdout == off.stdout == f"{CORE}\n"
 
 
 def test_the_wrapper_runs_3_1_8_container_branches_itself():

@@ -1,8 +1,9 @@
-"""Property: for generated values v, bridge(serde_3.2.1(v)) == native_3.1.8(legacy(v)).
+"""Property: for generated values v, bridge(serde_3.2.1(v)) == native_3.1.x(legacy(v)).
 
 The 3.2 side is the real task-sdk 1.2.1 ``serialize``, run in its own venv behind a pipe; the
-3.1.8 side is this process's real Airflow with the bridge off. Profile ``ci`` runs 10,000
-examples (``HYPOTHESIS_PROFILE=ci``, set by ``make test``).
+3.1.x side is this process's real Airflow (3.1.8, or another reader under ``make test-readers``)
+with the bridge off. Profile ``ci`` runs 10,000 examples (``HYPOTHESIS_PROFILE=ci``, set by
+``make test`` for 3.1.8), ``readers`` 200 for each other reader.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from strategies import kwargs
 from typed import describe
 
 settings.register_profile("ci", max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck))
+settings.register_profile("readers", max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 settings.register_profile("dev", max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
@@ -65,8 +67,8 @@ def writer_321():
     writer.close()
 
 
-def native_318(value):
-    """What a never-upgraded 3.1.8 returns: its own encoding, through JSON, decoded unbridged."""
+def native_31x(value):
+    """What a never-upgraded copy of this reader returns: its own encoding, through JSON, decoded unbridged."""
     import airflow_serde_compat
     from airflow.serialization.serialized_objects import BaseSerialization
 
@@ -87,8 +89,8 @@ def bridged(stored_text):
 
 
 @given(kwargs)
-def test_bridge_of_3_2_1_serde_equals_native_3_1_8(writer_321, value):
-    expected = native_318(value)
+def test_bridge_of_3_2_1_serde_equals_native_3_1_x(writer_321, value):
+    expected = native_31x(value)
     assert bridged(writer_321(value)) == expected
 
 

@@ -46,12 +46,12 @@ class Runs:
         self.cache: dict[tuple[str, str], harness.Scenario] = {}
         self.failures: dict[tuple[str, str], BaseException] = {}
 
-    def get(self, db: str, writer: str) -> harness.Scenario:
-        key = (db, writer)
+    def get(self, db: str, writer: str, reader: str = "318", check_nobridge: bool = True) -> harness.Scenario:
+        key = (db, writer) if reader == "318" else (db, writer, reader)
         if key in self.failures:
             pytest.fail(f"scenario {key} failed earlier in this session: {self.failures[key]}", pytrace=False)
         if key not in self.cache:
-            s = harness.Scenario(db, writer, workroot=self.root)
+            s = harness.Scenario(db, writer, workroot=self.root, reader=reader, check_nobridge=check_nobridge)
             try:
                 s.run()
             except BaseException as e:
@@ -66,7 +66,7 @@ class Runs:
         return self.cache[key]
 
     def _timings_report(self, s):
-        lines = [f"e2e timings {s.db_kind}/{s.facts['writer']} (workdir {s.workdir}):"]
+        lines = [f"e2e timings {s.db_kind}/{s.facts['writer']}->{s.facts['reader']} (workdir {s.workdir}):"]
         lines += [f"  {v:7.1f}s  {k}" for k, v in s.timings.items()]
         print("\n".join(lines), file=sys.stderr)
         with open(self.root / "timings.txt", "a") as f:

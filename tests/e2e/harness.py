@@ -43,7 +43,7 @@ CRASH_RE = re.compile(r"KeyError: <Encoding\.VAR: '__var'>")
 # have no native oracle; test_with_bridge_uuid_xcom_reads_like_the_writer compares them with the writer instead.
 UUID_TASKS = {"push_uuid", "pull_uuid_now", "pull_uuid_after"}
 TERMINAL = {"success", "failed", "upstream_failed", "skipped", "removed"}
-VERSION_OF = {"318": "3.1.8", "320": "3.2.0", "321": "3.2.1", "322": "3.2.2", "33x": "3.3.x"}
+VERSION_OF = {"310": "3.1.0", "313": "3.1.3", "315": "3.1.5", "317": "3.1.7", "318": "3.1.8", "320": "3.2.0", "321": "3.2.1", "322": "3.2.2", "33x": "3.3.x"}
 
 
 def log(msg: str) -> None:
@@ -396,6 +396,9 @@ class AirflowSite:
 
     def start_all(self, venv, phase, bridge=False):
         cs = [self.start(venv, phase, "api-server", bridge, ["api-server", "--port", str(self.port)])]
+        # Task runners give up on an api-server that is not listening yet (Connection refused, task
+        # failed): on a loaded machine it took 22 s to start, longer than their retries.
+        self.wait_port()
         for n in ("dag-processor", "scheduler", "triggerer"):
             cs.append(self.start(venv, phase, n, bridge))
         return cs
@@ -532,23 +535,26 @@ def classify(raw) -> str:
 class Scenario:
     """One full run: writer `writer` (a venvs.sh NAME) on DB kind `db_kind`.
 
-    writer == "318" is the oracle: same choreography, never upgraded, restarted on plain 3.1.8.
+    writer == reader is the oracle: same choreography, never upgraded, restarted on the plain reader.
+    `reader` is the 3.1.x rolled back to (a venvs.sh NAME): the downgrade target and the post-phase install.
     """
 
     def __init__(self, db_kind: str, writer: str, workroot: pathlib.Path | None = None, fire_after=None,
-                 before_delay=None, say=log, check_nobridge=True, bridge=True):
+                 before_delay=None, say=log, check_nobridge=True, bridge=True, reader="318"):
         self.db_kind, self.writer, self.say = db_kind, writer, say
-        self.oracle = writer == "318"
+        self.reader = reader
+        self.oracle = writer == reader
         self.check_nobridge = check_nobridge and not self.oracle
         self.use_bridge = bridge and not self.oracle
         self.workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"e2e-{db_kind}-{writer}-", dir=workroot))
-        tag = f"{writer}{'o' if self.oracle else ''}"
+        tag = f"{writer}{'o' if self.oracle else ''}{'' if reader == '318' else 'r' + reader}"
         self.db = make_db(db_kind, self.workdir, tag)
         self.fire_after = int(fire_after or os.environ.get("E2E_FIRE_AFTER", 110))
         self.before_delay = int(before_delay or os.environ.get("E2E_BEFORE_DELAY", 30))
         self.site = AirflowSite(self.workdir, self.db, self.fire_after, self.before_delay)
         self.timings: dict[str, float] = {}
-        self.facts: dict = {"writer": VERSION_OF.get(writer, writer), "db": db_kind, "workdir": str(self.workdir)}
+        self.facts: dict = {"writer": VERSION_OF.get(writer, writer), "db": db_kind, "workdir": str(self.workdir),
+                            "reader": VERSION_OF[reader]}
         self.snapshot: Database | None = None
         self.errors: dict[str, str] = {}
 
@@ -645,27 +651,28 @@ class Scenario:
     def run_downgrade(self):
         if self.oracle:
             return
-        with self._phase("downgrade: airflow db downgrade -n 3.1.8 -y (writer install)"):
-            self.site.cli(self.writer_venv, "downgrade", ["db", "downgrade", "-n", "3.1.8", "-y"], timeout=900)
+        target = VERSION_OF[self.reader]
+        with self._phase(f"downgrade: airflow db downgrade -n {target} -y (writer install)"):
+            self.site.cli(self.writer_venv, "downgrade", ["db", "downgrade", "-n", target, "-y"], timeout=900)
         with self._phase("snapshot downgraded DB"):
             self.snapshot = self.db.snapshot("nobridge")
         self.facts["rows_after_downgrade"] = self.site.format_rows()
         with self._phase("scan the downgraded DB (airflow-serde-compat scan --verify)"):
             try:
-                self.facts["scan_after_downgrade"] = self.site.scan(bridge_venv(self._vn("318")))
+                self.facts["scan_after_downgrade"] = self.site.scan(bridge_venv(self._vn(self.reader)))
             except Exception as e:  # the scan tests say what went wrong; the rollback goes on
                 self.facts["scan_after_downgrade"] = {"exit": None, "report": None, "stderr": repr(e)}
 
     def run_post(self):
         site = self.site
         if self.use_bridge:
-            with self._phase("install bridge into v318-bridge"):
-                rv = bridge_venv(self._vn("318"))
+            with self._phase(f"install bridge into v{self.reader}-bridge"):
+                rv = bridge_venv(self._vn(self.reader))
         else:
-            rv = venv(self._vn("318"))
+            rv = venv(self._vn(self.reader))
         self.reader_venv = rv
         bridge = self.use_bridge
-        label = "3.1.8 + bridge" if bridge else "3.1.8"
+        label = f"{VERSION_OF[self.reader]} + bridge" if bridge else VERSION_OF[self.reader]
         # The deadline callback can only run if a deadline row survived the downgrade (on SQLite,
         # 3.2.x -> 3.1.8 loses it: see facts["rows_after_downgrade"]["deadline rows"]).
         expect_deadline = site.deadline and int(site.db.query("SELECT COUNT(*) FROM deadline")[0][0]) > 0
@@ -714,11 +721,11 @@ class Scenario:
             return
         site = self.site
         try:
-            rv = bridge_venv(self._vn("318"))
-            self.facts["nobridge_venv"] = "v318-bridge (bridge installed, AIRFLOW_SERDE_COMPAT unset)"
+            rv = bridge_venv(self._vn(self.reader))
+            self.facts["nobridge_venv"] = f"v{self.reader}-bridge (bridge installed, AIRFLOW_SERDE_COMPAT unset)"
         except E2EError as e:
-            rv = venv(self._vn("318"))
-            self.facts["nobridge_venv"] = f"v318 (bridge not installable: {str(e)[:200]})"
+            rv = venv(self._vn(self.reader))
+            self.facts["nobridge_venv"] = f"v{self.reader} (bridge not installable: {str(e)[:200]})"
         with self._phase("no bridge: 3.1.8 scheduler+triggerer on the downgraded DB, expect the crash"):
             saved = site.db
             site.db = self.snapshot
