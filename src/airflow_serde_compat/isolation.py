@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 import sys
 import weakref
 from contextlib import suppress
 from typing import Any
 
 from airflow_serde_compat.patch import PatchSkipped, _replace, _stat, counts, is_patched, reading_trigger_kwargs
-from airflow_serde_compat.translate import UnsupportedPayload
+from airflow_serde_compat.translate import UnsupportedPayload, safe_name
 
 __all__ = [
     "DAGBAG",
@@ -60,6 +61,7 @@ FAIL_METHOD = "__fail__"
 #: key, a database error -- is not a property of one row and keeps propagating.
 DECODE_ERRORS = (
     ValueError, LookupError, TypeError, ImportError, AttributeError, ArithmeticError, RecursionError,
+    OSError,  # a zone name that is a directory of the tz database (IsADirectoryError)
 )
 
 REMEDY = (
@@ -436,9 +438,11 @@ def _dag_feature(err: BaseException) -> str:
     node: BaseException | None = err
     while node is not None and seen < 10:
         if type(node).__name__ == "_TimetableNotRegistered":
-            return f"timetable {getattr(node, 'type_string', '?')!r} (not in Airflow 3.1)"
+            return f"timetable {safe_name(getattr(node, 'type_string', None))!r} (not in Airflow 3.1)"
         if isinstance(node, ImportError):
-            return f"{type(node).__name__}: {node}"
+            # Only the names shaped like module/class paths: what could not be imported is code.
+            names = [n for n in re.findall(r"['\"]([^'\"]{1,200})['\"]", str(node)) if safe_name(n) == n]
+            return f"{type(node).__name__} naming {', '.join(dict.fromkeys(names)) or 'a module'}"
         node = node.__cause__ or node.__context__
         seen += 1
     root = err

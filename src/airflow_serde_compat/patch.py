@@ -192,6 +192,7 @@ def _decoded_by_31(err: BaseException) -> UnsupportedPayload:
 #: The same class under the qualname a newer library reports: pandas 3 writes
 #: ``pandas.DataFrame``; 3.1's serde registered its deserializer as ``pandas.core.frame...``.
 _RENAMED_CLASSES = {"pandas.DataFrame": "pandas.core.frame.DataFrame"}
+_AIRFLOW_PREFIX = "airflow."
 
 
 def _resolve_with_airflow(envelope: dict, path: str) -> Any:
@@ -205,6 +206,17 @@ def _resolve_with_airflow(envelope: dict, path: str) -> Any:
 
     original = _original(serde, "deserialize")
     classname, version = envelope.get(CLASSNAME), envelope.get(VERSION)
+    if safe_name(classname) != classname:
+        raise UnsupportedPayload("not a class name", path=path, classname=classname, version=version)
+    if classname.startswith(_AIRFLOW_PREFIX):
+        # The default allow-list is airflow.*, and Airflow's own classes decode by importing and
+        # calling what their data names (a callback's path, a Param's schema regex...). No
+        # Airflow class is one a 3.1 writer stored as a plain value, so none is decoded here.
+        raise UnsupportedPayload(
+            "an Airflow class inside an Airflow 3.2 payload: its decoder imports or runs what the row "
+            "names, so the bridge does not decode it",
+            path=path, classname=classname, version=version,
+        )
     renamed = _RENAMED_CLASSES.get(classname)
     if renamed is not None:
         envelope = {**envelope, CLASSNAME: renamed}
@@ -384,13 +396,22 @@ def apply_smart_decode(module: Any) -> bool:
         return False
 
     def smart_decode_trigger_kwargs(d: Any) -> Any:
-        if d.__class__ is dict and TYPE in d:
-            try:
-                check_output(d)
-            except UnsupportedPayload as err:
-                _failed(err)
-                return d
-        return original(d)
+        if d.__class__ is not dict or TYPE not in d:
+            return original(d)
+        try:
+            check_output(d)
+        except UnsupportedPayload as err:
+            _failed(err)
+            return d
+        try:
+            return original(d)
+        except Exception as err:
+            # The runner survives a TypeError only (it fails that one trigger); anything else
+            # (a zone name the tz database lacks...) would end it, with the value in its message.
+            from airflow_serde_compat.isolation import UndecodableTriggerKwargs
+
+            failure = _decoded_by_31(err)
+            raise UndecodableTriggerKwargs(f"airflow-serde-compat: a trigger kwarg cannot be decoded ({failure})") from None
 
     smart_decode_trigger_kwargs.__wrapped__ = original  # type: ignore[attr-defined]
     smart_decode_trigger_kwargs.__doc__ = original.__doc__

@@ -216,7 +216,8 @@ def plain_dict_to_legacy(
     mapping: dict, *, resolve: Resolver | None = None, counts: dict[str, int] | None = None
 ) -> dict:
     """Like :func:`to_legacy`, for a dict that is user data even if it looks like an envelope."""
-    translator = _Translator(resolve, counts, False)
+    seen: dict[str, int] = {}
+    translator = _Translator(resolve, seen, False)
     translator.count("dict")
     try:
         return {TYPE: "dict", VAR: translator.items(mapping, "$", 0)}
@@ -224,6 +225,8 @@ def plain_dict_to_legacy(
         raise
     except Exception as err:
         raise UnsupportedPayload(f"not a JSON value ({type(err).__name__})") from None
+    finally:
+        _merge(counts, seen)  # bounded, as in to_legacy
 
 
 def check_output(legacy: Any, *, path: str = "$", classname: Any = None, version: Any = None) -> Any:

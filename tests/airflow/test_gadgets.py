@@ -266,3 +266,61 @@ def test_scan_verify_reports_gadget_rows_and_never_runs_them(tmp_path):
         assert s["verify"]["failures"] == len(gadgets.FIRING), s
         assert all("inside an Airflow 3.2 payload" in r["reason"] for r in s["verify"]["failed_rows"]), s
     assert sorted(p.name for p in flag_dir.iterdir()) == []
+
+
+# --- found by attacking the rules above (issue #9 review) ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        # Callback.deserialize imports its "path" before anything can check the result.
+        {"__classname__": "airflow.sdk.definitions.deadline.AsyncCallback", "__version__": 0,
+         "__data__": {"path": f"{gadgets.GADGET_MODULE}.boom", "kwargs": {}}},
+        {"__classname__": "airflow.sdk.definitions.callback.SyncCallback", "__version__": 0,
+         "__data__": {"path": f"{gadgets.GADGET_MODULE}.boom", "kwargs": {}}},
+        # str(ParamsDict) validates a Param against a row-chosen regex: exponential backtracking.
+        {"__classname__": "airflow.sdk.definitions.param.ParamsDict", "__version__": 1, "__data__": {
+            "p": {"__classname__": "airflow.sdk.definitions.param.Param", "__version__": 1, "__data__": {
+                "value": "a" * 40 + "!", "description": None, "schema": {"type": "string", "pattern": "^(a+)+$"}}}}},
+    ],
+    ids=["async-callback-path", "sync-callback-alias", "param-regex"],
+)
+def test_airflow_classes_in_3_2_payloads_are_not_decoded(bridge, flag_dir, envelope):
+    import time
+
+    from airflow.serialization.serialized_objects import BaseSerialization
+
+    from airflow_serde_compat import UnsupportedPayload
+
+    started = time.monotonic()
+    with pytest.raises(UnsupportedPayload, match="an Airflow class inside an Airflow 3.2 payload"):
+        BaseSerialization.deserialize({"event": envelope})
+    assert time.monotonic() - started < 5
+    assert gadgets.effects(flag_dir) == []
+
+
+@pytest.mark.parametrize("zone", ["America", "Nope/Zone", "../../../etc/passwd"])
+def test_the_runners_second_decode_fails_with_the_type_error_it_survives(bridge, zone):
+    from airflow.models.trigger import Trigger
+    from airflow.serialization import serialized_objects
+
+    from airflow_serde_compat.isolation import UndecodableTriggerKwargs
+
+    kwargs = Trigger._decrypt_kwargs(json.dumps({"k": {"__type": "dict", "__var": {"__type": "timezone", "__var": zone}}}))
+    with pytest.raises(UndecodableTriggerKwargs) as info:
+        serialized_objects.smart_decode_trigger_kwargs(kwargs["k"])
+    assert zone not in str(info.value) and "site-packages" not in str(info.value)
+
+
+def test_counters_stay_bounded_on_the_plain_dict_fallback(bridge):
+    from airflow.serialization.serialized_objects import BaseSerialization
+
+    from airflow_serde_compat import UnsupportedPayload, patch, translate
+
+    for i in range(translate.MAX_COUNTED_KINDS + 50):
+        row = {"__type": "dict", "__var": {"k": {"__type": "not_legacy", "__var": {
+            "__classname__": f"made.up{i}" + "x" * 1000, "__version__": 1, "__data__": 1}}}}
+        with contextlib.suppress(UnsupportedPayload):
+            BaseSerialization.deserialize(row)
+    assert len(patch.counts) <= translate.MAX_COUNTED_KINDS + 1
