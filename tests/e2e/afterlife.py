@@ -62,6 +62,9 @@ def db_view(s: harness.Scenario) -> dict:
     for task_id, try_number, state in _q(db, f"SELECT task_id, try_number, state FROM task_instance_history "
                                              f"WHERE dag_id='{dag}' AND run_id='{run_id}'"):
         tries.setdefault(task_id, []).append({"try_number": int(try_number), "state": state or None})
+    classpaths = {int(i): cp for i, cp in _q(db, 'SELECT id, classpath FROM "trigger"')}
+    for v in tis.values():
+        v["trigger_classpath"] = classpaths.get(v["trigger_id"])
     xcom_keys = {}
     for task_id, key in _q(db, f"SELECT task_id, key FROM xcom WHERE dag_id='{dag}' AND run_id='{run_id}'"):
         xcom_keys.setdefault(task_id, []).append(key)
@@ -198,9 +201,8 @@ def ui(s: harness.Scenario, components) -> None:
     cfg = {"base_url": f"http://127.0.0.1:{site.port}", "username": "admin", "password": _password(site),
            "chromium": chromium(), "screenshots": str(shots),
            "pages": [
-               {"name": "grid", "path": f"/dags/{dag}/runs/{rq}", "wait_for_text": [RESUMED]},
-               {"name": "task_instances", "path": f"/dags/{dag}/runs/{rq}/task_instances",
-                "wait_for_text": [RESUMED, STILL_DEFERRED]},
+               # the grid of the run, next to its task-instance table
+               {"name": "grid", "path": f"/dags/{dag}/runs/{rq}", "wait_for_text": ["Task Instances", RESUMED]},
                {"name": f"ti_{RESUMED}", "path": f"/dags/{dag}/runs/{rq}/tasks/{RESUMED}", "wait_for_text": [RESUMED]},
                {"name": f"ti_{STILL_DEFERRED}", "path": f"/dags/{dag}/runs/{rq}/tasks/{STILL_DEFERRED}",
                 "wait_for_text": [STILL_DEFERRED]},

@@ -40,26 +40,28 @@ def main(cfg_path: str, out_path: str) -> None:
 
         # Log in through the form a user sees (SimpleAuthManager).
         current = {"name": "login"}
-        page.goto(f"{base}/", wait_until="networkidle", timeout=90_000)
+        page.goto(f"{base}/", wait_until="load", timeout=90_000)
+        user = page.locator("input[name=username], input#username").first
+        user.wait_for(timeout=60_000)
         current["login_url"] = page.url
-        page.locator("input[name=username], input#username").first.fill(cfg["username"])
+        user.fill(cfg["username"])
         page.locator("input[type=password]").first.fill(cfg["password"])
         page.locator("button[type=submit]").first.click()
         page.wait_for_url(lambda u: "/auth/login" not in u, timeout=90_000)
-        page.wait_for_load_state("networkidle", timeout=90_000)
+        page.wait_for_load_state("load", timeout=90_000)
         current["after_login_url"] = page.url
         out["login"] = current
 
         for spec in cfg["pages"]:
             current = {"name": spec["name"], "url": f"{base}{spec['path']}"}
-            page.goto(current["url"], wait_until="networkidle", timeout=90_000)
+            # not "networkidle": the page of a running DAG run polls for ever
+            page.goto(current["url"], wait_until="load", timeout=90_000)
             for text in spec.get("wait_for_text", []):
                 try:
                     page.get_by_text(text, exact=False).first.wait_for(timeout=30_000)
                 except Exception as e:  # recorded: the test says which text never appeared
                     current.setdefault("waits_timed_out", []).append(f"{text}: {type(e).__name__}")
-            time.sleep(2)  # late XHRs (auto-refresh of running DAG runs)
-            page.wait_for_load_state("networkidle", timeout=90_000)
+            time.sleep(3)  # late XHRs and the first auto-refresh
             current["final_url"] = page.url
             current["title"] = page.title()
             current["text"] = page.inner_text("body")

@@ -15,6 +15,7 @@ import sys
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import afterlife  # noqa: E402
 import harness  # noqa: E402
 
 
@@ -52,6 +53,7 @@ class Runs:
             pytest.fail(f"scenario {key} failed earlier in this session: {self.failures[key]}", pytrace=False)
         if key not in self.cache:
             s = harness.Scenario(db, writer, workroot=self.root)
+            afterlife.attach(s)
             try:
                 s.run()
             except BaseException as e:
