@@ -112,9 +112,13 @@ def test_api_without_switch_fails_the_calls_that_read_3_2_rows(runs, db):
     assert all(c["status"] == 500 for c in failed.values()), json.dumps(failed, indent=1)
     log = pathlib.Path(s.facts["api_nobridge"]["log"]).read_text(errors="replace")
     assert harness.CRASH_RE.search(log), "the failing calls are not the serde KeyError"
-    for name, c in without.items():  # what still works returns the same as with the bridge
-        if c["ok"]:
-            assert c["value"] == with_[name]["value"], name
+    # What still answers returns what it returns with the bridge, except the uuid XCom: without the bridge 3.1.8's
+    # serde cannot decode uuid.UUID and the API hands out a placeholder string instead of the value (no error).
+    wrong = {n for n, c in without.items() if c["ok"] and c["value"] != with_[n]["value"]}
+    assert wrong == {"get_xcom_entry(push_uuid, deserialize)", "get_xcom_entry(push_uuid, deserialize+stringify)"}, {
+        n: (without[n]["value"], with_[n]["value"]) for n in wrong}
+    uuid_str = with_["get_xcom_entry(push_uuid, deserialize)"]["value"]["value"]
+    assert all(uuid_str in without[n]["value"]["value"] != uuid_str for n in wrong)
 
 
 @pytest.mark.parametrize("db", DBS)
