@@ -104,7 +104,8 @@ def _wait_listening(port: int, component, timeout=120):
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
         if not component.alive():
-            raise harness.E2EError(f"{component.name} exited {component.popen.returncode}:\n{harness.tail(component.log)}")
+            raise harness.E2EError(f"{component.name} exited {component.popen.returncode}:\n"
+                                   f"{harness.tail(component.log)}")
         time.sleep(0.5)
     raise harness.E2EError(f"{component.name} not listening on {port} after {timeout}s")
 

@@ -227,7 +227,8 @@ def test_reupgrade_resumes_with_what_a_never_rolled_back_run_gives(runs, db, tar
     assert f["results"][afterlife.STILL_DEFERRED]["received"] == oracle
     # what its trigger was constructed with (label / gate name the task, the rest must be equal)
     strip = lambda rec: [kv for kv in rec["received"].items() if kv[0] not in ("label", "gate")]  # noqa: E731
-    assert strip(f["results"][f"trigger.{afterlife.STILL_DEFERRED}"]) == strip(s.facts["results_pre"][f"trigger.{twin}"])
+    got = f["results"][f"trigger.{afterlife.STILL_DEFERRED}"]
+    assert strip(got) == strip(s.facts["results_pre"][f"trigger.{twin}"])
 
 
 @pytest.mark.parametrize("target", TARGETS)

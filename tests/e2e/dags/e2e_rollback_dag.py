@@ -40,7 +40,8 @@ def _fail_view(next_kwargs):
 
 
 class RecordingDeferOperator(BaseOperator):
-    def __init__(self, *, gate: str, defer_kwargs, payload=None, fail=False, timeout_s=None, trigger_extra=None, **kw):
+    def __init__(self, *, gate: str, defer_kwargs, payload=None, fail=False, timeout_s=None, trigger_extra=None,
+                 **kw):
         super().__init__(**kw)
         self.trigger_extra = trigger_extra
         self.gate = gate
