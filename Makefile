@@ -13,7 +13,7 @@ demo:
 	$(PYTHON) tools/demo.py
 
 install-test-venv:
-	@$(VENVS) 318 318t 321 >/dev/null
+	@$(VENVS) 318 318t 321 33x api >/dev/null
 	@rm -rf build/wheel && $(TEST_VENV)/bin/python -m build --wheel --outdir build/wheel . >/dev/null
 	@$(TEST_VENV)/bin/pip install -q --no-deps --force-reinstall build/wheel/*.whl
 

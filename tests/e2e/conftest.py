@@ -15,6 +15,7 @@ import sys
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import afterlife  # noqa: E402
 import harness  # noqa: E402
 
 
@@ -52,6 +53,8 @@ class Runs:
             pytest.fail(f"scenario {key} failed earlier in this session: {self.failures[key]}", pytrace=False)
         if key not in self.cache:
             s = harness.Scenario(db, writer, workroot=self.root, reader=reader, check_nobridge=check_nobridge)
+            if reader == "318":  # the afterlife phases (issue 11) are written for the 3.1.8 deployment
+                afterlife.attach(s)
             try:
                 s.run()
             except BaseException as e:

@@ -38,6 +38,10 @@ POOL = "e2e_frozen"
 POOL_SLOTS = 16
 BEFORE_TASKS = ["rich_before", "empty_before", "fail_before", "timeout_before", "sensor_before"]
 AFTER_TASKS = ["rich_after", "none_after", "sensor_after"]
+# Deferred by the writer and still deferred when the reader stops (its gate opens only after upgrading again,
+# afterlife.py); its twin is the same deferral resumed by the writer before the rollback, the oracle.
+STAYS_DEFERRED = ["reup_after"]
+TWINS = {"reup_after": "reup_twin"}
 CRASH_RE = re.compile(r"KeyError: <Encoding\.VAR: '__var'>")
 # 3.1.8 (task-sdk 1.1.8) cannot serialize a uuid.UUID XCom at all (push_uuid fails natively), so these tasks
 # have no native oracle; test_with_bridge_uuid_xcom_reads_like_the_writer compares them with the writer instead.
@@ -557,6 +561,10 @@ class Scenario:
                             "reader": VERSION_OF[reader]}
         self.snapshot: Database | None = None
         self.errors: dict[str, str] = {}
+        # Extra phases (afterlife.py): while_reader_up(scenario, components) runs against the live reader
+        # deployment once every task finished; after_reader(scenario) once it stopped, before cleanup.
+        self.while_reader_up: list = []
+        self.after_reader: list = []
 
     # -- helpers
     def _vn(self, name):
@@ -600,7 +608,7 @@ class Scenario:
         with self._phase("writer: start components, run DAG until all tasks deferred"):
             cs = site.start_all(wv, "pre")
             site.wait_port()
-            must_defer = BEFORE_TASKS + AFTER_TASKS
+            must_defer = BEFORE_TASKS + AFTER_TASKS + STAYS_DEFERRED + list(TWINS.values())
 
             def all_deferred():
                 st = site.ti_states()
@@ -630,14 +638,17 @@ class Scenario:
         with self._phase("writer: freeze (pool 0), fire the *_before triggers"):
             site.set_pool(0)
             site.open_gate("before")
+            for twin in TWINS.values():
+                site.open_gate(twin)
 
             def before_fired():
                 st = site.ti_states()
                 if any(st[t][0] in ("queued", "running") or st[t][0] in TERMINAL for t in BEFORE_TASKS):
                     raise E2EError(f"a *_before task was resumed or finished under the writer despite pool 0: {st}")
-                if any(st[t][0] != "deferred" for t in AFTER_TASKS):
+                if any(st[t][0] != "deferred" for t in AFTER_TASKS + STAYS_DEFERRED):
                     raise E2EError(f"a *_after task fired before the rollback (raise E2E_FIRE_AFTER?): {st}")
-                return all(st[t][0] == "scheduled" and st[t][1] for t in BEFORE_TASKS) and st
+                twins = all(st[t][0] in TERMINAL for t in TWINS.values())
+                return twins and all(st[t][0] == "scheduled" and st[t][1] for t in BEFORE_TASKS) and st
 
             st = site.wait_for("every *_before task SCHEDULED with next_method set (trigger fired / failed / timed "
                                "out) while pool e2e_frozen has 0 slots", before_fired,
@@ -686,7 +697,9 @@ class Scenario:
 
             def finished():
                 st = site.ti_states()
-                done = all(s in TERMINAL for s, _ in st.values())
+                if any(st[t][0] != "deferred" for t in STAYS_DEFERRED):
+                    raise E2EError(f"{STAYS_DEFERRED} must stay deferred under the reader (gate closed): {st}")
+                done = all(s in TERMINAL for t, (s, _) in st.items() if t not in STAYS_DEFERRED)
                 dl = (site.results / "post" / "deadline_callback.json").exists() or not expect_deadline
                 asset = not site.asset or (site.results / "post" / "asset_consumer.json").exists()
                 return done and dl and asset and st
@@ -700,6 +713,8 @@ class Scenario:
             time.sleep(3)
             site.check_alive(cs)
             self.facts["post_wait_s"] = round(time.monotonic() - t0, 1)
+            for hook in self.while_reader_up:
+                self._hook(hook, cs)
             self.facts["post_states"] = st
             self.facts["rows_after_reader"] = site.format_rows()
             self.facts["component_logs"] = {c.name: str(c.log) for c in cs}
@@ -754,6 +769,15 @@ class Scenario:
                 site.stop_all()
                 site.db = saved
 
+    def _hook(self, hook, *args):
+        """An extra phase fails only the tests that read its facts (errors["hook <name>"]), not the scenario."""
+        name = getattr(hook, "__name__", repr(hook))
+        with self._phase(name):
+            try:
+                hook(self, *args)
+            except Exception as e:
+                self.errors[f"hook {name}"] = f"{type(e).__name__}: {e}"
+
     def run(self):
         t0 = time.monotonic()
         try:
@@ -764,6 +788,9 @@ class Scenario:
                 self.run_post()
             except Exception as e:
                 self.errors["post"] = f"{type(e).__name__}: {e}"
+            else:
+                for hook in self.after_reader:
+                    self._hook(hook)
         finally:
             self.facts["results_pre"] = self.site.read_results("pre")
             self.facts["results_post"] = self.site.read_results("post")

@@ -86,6 +86,11 @@ def env_seconds(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
 
 
+# Planted in the trigger kwargs and next_kwargs of a deferral that 3.1.8 keeps deferred: the e2e suite checks
+# that no api-server response and no component log shows it (tests/e2e/afterlife.py).
+TRIGGER_SECRET = "e2e-planted-secret-4f1c9a7be2"
+
+
 # ---- fixed, clock-independent rich values ------------------------------------------------------------------
 def rich_kwargs() -> dict:
     import pendulum

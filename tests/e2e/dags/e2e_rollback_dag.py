@@ -19,7 +19,7 @@ from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
 from airflow.sdk import DAG, BaseOperator, task
 from airflow.sdk.definitions.deadline import AsyncCallback, DeadlineAlert, DeadlineReference
 
-from e2e_common import env_seconds, record, rich_event_payload, rich_kwargs
+from e2e_common import TRIGGER_SECRET, env_seconds, record, rich_event_payload, rich_kwargs
 from e2e_triggers import GateTrigger
 
 BEFORE_DELAY = int(env_seconds("E2E_BEFORE_DELAY", 45))
@@ -40,8 +40,10 @@ def _fail_view(next_kwargs):
 
 
 class RecordingDeferOperator(BaseOperator):
-    def __init__(self, *, gate: str, defer_kwargs, payload=None, fail=False, timeout_s=None, **kw):
+    def __init__(self, *, gate: str, defer_kwargs, payload=None, fail=False, timeout_s=None, trigger_extra=None,
+                 **kw):
         super().__init__(**kw)
+        self.trigger_extra = trigger_extra
         self.gate = gate
         self.defer_kwargs = defer_kwargs
         self.payload = payload
@@ -51,7 +53,7 @@ class RecordingDeferOperator(BaseOperator):
     def execute(self, context):
         self.defer(
             trigger=GateTrigger(gate=self.gate, label=self.task_id, payload=self.payload, fail=self.fail,
-                                rich=rich_kwargs()),
+                                rich={**rich_kwargs(), **(self.trigger_extra or {})}),
             method_name="resume",
             kwargs=self.defer_kwargs,
             timeout=dt.timedelta(seconds=self.timeout_s) if self.timeout_s else None,
@@ -109,6 +111,15 @@ with DAG(
                                         payload=rich_event_payload())
     RecordingDeferOperator(task_id="none_after", pool=POOL, gate="after", defer_kwargs=None, payload={"n": 1})
     RecordingDateTimeSensorAsync(task_id="sensor_after", pool=POOL, target_time=_in(FIRE_AFTER))
+
+    # --- deferred by the writer and still deferred when 3.1.8 stops: gate "reupgrade" opens only once the DB is
+    #     upgraded again (tests/e2e/afterlife.py). reup_twin is the same deferral, resumed by the writer itself
+    #     before the rollback: what a never-rolled-back run gives reup_after. Both carry a planted secret. ---
+    _secret = {"api_token": TRIGGER_SECRET}
+    RecordingDeferOperator(task_id="reup_after", pool=POOL, gate="reupgrade", defer_kwargs={**rich_kwargs(), **_secret},
+                           payload=rich_event_payload(), trigger_extra=_secret)
+    RecordingDeferOperator(task_id="reup_twin", gate="reup_twin", defer_kwargs={**rich_kwargs(), **_secret},
+                           payload=rich_event_payload(), trigger_extra=_secret)
 
     # --- XCom holding a uuid.UUID: pushed by the writer, pulled once by the writer and once by the reader ---
     @task
