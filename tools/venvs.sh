@@ -11,7 +11,8 @@ mkdir -p "$CACHE"
 
 spec() {
   case "$1" in
-    318) echo "2026-03-12T00:00:00Z|apache-airflow[postgres]==3.1.8 sqlalchemy<2.1 pymysql" ;;
+    # celery + cncf.kubernetes: the executors of the e2e Celery scenario and the Kubernetes pod run.
+    318) echo "2026-03-12T00:00:00Z|apache-airflow[postgres,celery,cncf.kubernetes]==3.1.8 sqlalchemy<2.1 pymysql" ;;
     # The test runner's venv: 3.1.8 as above plus the test tools (newest, they are ours).
     318t) echo "2026-03-12T00:00:00Z|apache-airflow[postgres,cncf.kubernetes]==3.1.8 sqlalchemy<2.1 pymysql numpy pandas pyarrow|pytest hypothesis build orjson" ;;
     320) echo "2026-04-08T00:00:00Z|apache-airflow[postgres]==3.2.0 pymysql" ;;
