@@ -275,6 +275,12 @@ def check_output(legacy: Any, *, path: str = "$", classname: Any = None, version
     return legacy
 
 
+#: The kubernetes client parses pod fields named like these with dateutil, whose cost grows
+#: faster than the string (a 300,000-digit creationTimestamp took 44 s): real ones are short.
+_POD_TIME_SUFFIXES = ("Timestamp", "Time", "At")
+MAX_POD_TIME_LENGTH = 64
+
+
 def _plain_json(node: Any, depth: int) -> bool:
     """True for JSON data (any dicts) no deeper than MAX_DEPTH: 3.1 reads it field by field."""
     stack = [(node, depth)]
@@ -288,8 +294,11 @@ def _plain_json(node: Any, depth: int) -> bool:
         if cls is list:
             stack.extend((v, depth + 1) for v in node)
         elif cls is dict:
-            if not all(k.__class__ is str for k in node):
-                return False
+            for k, v in node.items():
+                if k.__class__ is not str:
+                    return False
+                if k.endswith(_POD_TIME_SUFFIXES) and v.__class__ is str and len(v) > MAX_POD_TIME_LENGTH:
+                    return False
             stack.extend((v, depth + 1) for v in node.values())
         else:
             return False

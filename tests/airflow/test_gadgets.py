@@ -324,3 +324,36 @@ def test_counters_stay_bounded_on_the_plain_dict_fallback(bridge):
         with contextlib.suppress(UnsupportedPayload):
             BaseSerialization.deserialize(row)
     assert len(patch.counts) <= translate.MAX_COUNTED_KINDS + 1
+
+
+def test_a_parquet_bomb_is_refused_before_it_inflates(bridge):
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from airflow.serialization.serialized_objects import BaseSerialization
+
+    from airflow_serde_compat import UnsupportedPayload
+
+    buf = io.BytesIO()
+    # 20 M identical int64s: a few hundred KB compressed, 160 MB in memory.
+    pq.write_table(pa.table({"x": pa.repeat(pa.scalar(1, pa.int64()), 20_000_000)}), buf, compression="zstd")
+    envelope = {"__classname__": "pandas.DataFrame", "__version__": 1, "__data__": buf.getvalue().hex()}
+    with pytest.raises(UnsupportedPayload, match="cells and .* bytes uncompressed, over the bridge's"):
+        BaseSerialization.deserialize({"event": envelope})
+
+
+def test_pod_timestamps_long_enough_to_stall_the_parser_are_refused(bridge):
+    import time
+
+    from airflow.serialization.serialized_objects import BaseSerialization
+
+    from airflow_serde_compat import UnsupportedPayload
+
+    pod = {"__classname__": "kubernetes.client.models.v1_pod.V1Pod", "__version__": 1,
+           "__data__": {"metadata": {"creationTimestamp": "1" * 300_000}}}
+    started = time.monotonic()
+    with pytest.raises(UnsupportedPayload, match="serialized pod"):
+        BaseSerialization.deserialize({"event": pod})
+    assert time.monotonic() - started < 5
