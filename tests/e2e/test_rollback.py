@@ -26,7 +26,8 @@ CASES = [
     pytest.param("mysql", "321", id="mysql-3.2.1", marks=[pytest.mark.e2e_mysql, pytest.mark.mysql]),
     pytest.param("sqlite", "320", id="sqlite-3.2.0", marks=[pytest.mark.e2e_matrix, _DOWNGRADE_320_SQLITE]),
     pytest.param("sqlite", "322", id="sqlite-3.2.2", marks=pytest.mark.e2e_matrix),
-    pytest.param("sqlite", "33x", id="sqlite-3.3.x", marks=pytest.mark.e2e_matrix),
+    # The newest writer runs in every `make test`; 3.2.0 and 3.2.2 with E2E_MATRIX=1 (CI budget).
+    pytest.param("sqlite", "33x", id="sqlite-3.3.x"),
 ]
 
 #: (db, writer) pairs whose downgrade drops the pending deadline row (Airflow, not the bridge).
