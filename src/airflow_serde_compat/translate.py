@@ -158,9 +158,10 @@ def to_legacy(
             library; must return legacy JSON or raise.
         counts: if given, incremented per translated kind (a serde classname, ``"dict"`` for
             a bare dict, ``"Encoding.TYPE"`` for #65973 envelopes).
-        enum_keys: repair ``"Encoding.TYPE"``/``"Encoding.VAR"`` envelopes (apache/airflow#65973).
-            Only 3.2.x's asset-watcher trigger kwargs hold them; anywhere else such a dict is
-            user data, as 3.1 and 3.2 read it.
+        enum_keys: the payload is trigger kwargs: repair ``"Encoding.TYPE"``/``"Encoding.VAR"``
+            envelopes (apache/airflow#65973) and read the legacy envelopes of :data:`ENUM_KEY_TYPES`
+            that 3.2.x/3.3.x's ``encode_trigger`` wrote per asset-watcher kwarg. Anywhere else such
+            dicts are user data, as 3.1 and 3.2 read them.
 
     Raises:
         UnsupportedPayload: and nothing else, whatever the payload holds.
@@ -455,7 +456,9 @@ class _Translator:
             # Not an envelope 3.1 could have written: a 3.2 user dict with these two keys.
             self.count("dict")
             return {TYPE: "dict", VAR: self.items(node, path, depth)}
-        if type_ not in NESTED_LEGACY_TYPES:
+        # Trigger kwargs of asset watchers were written by 3.2.x/3.3.x's encode_trigger, one legacy
+        # envelope per value (3.3.x with real keys): the plain types of that writer are read there.
+        if type_ not in (ENUM_KEY_TYPES if self.enum_keys else NESTED_LEGACY_TYPES):
             # 3.1 would import/construct what it names (base_trigger, airflow_exc_ser, param...).
             raise UnsupportedPayload(
                 f"a legacy {type_!r} envelope inside an Airflow 3.2 payload: Airflow 3.1 would build it by "

@@ -155,6 +155,16 @@ def test_encoding_enum_keys_of_asset_watchers_are_repaired():
     assert to_legacy(row)["__var"]["args"] == {"__type": "dict", "__var": {"Encoding.VAR": [1, 2], "Encoding.TYPE": "tuple"}}
 
 
+def test_watcher_kwargs_keep_their_plain_legacy_values_in_trigger_kwargs_only():
+    # 3.3.x's encode_trigger wrote one legacy envelope per asset-watcher kwarg, with real keys.
+    row = {"since": {"__type": "datetime", "__var": 1.5}, "zone": {"__type": "timezone", "__var": "UTC"}}
+    assert to_legacy(row, enum_keys=True)["__var"] == row
+    with pytest.raises(UnsupportedPayload, match="legacy 'datetime' envelope inside an Airflow 3.2 payload"):
+        to_legacy(row)
+    with pytest.raises(UnsupportedPayload, match="legacy 'base_trigger' envelope"):
+        to_legacy({"t": {"__type": "base_trigger", "__var": ["os.system", {}]}}, enum_keys=True)
+
+
 @pytest.mark.parametrize("legacy_type", ["base_trigger", "airflow_exc_ser", "param", "relativedelta", "k8s.V1Pod"])
 def test_the_encoding_key_repair_only_builds_plain_values(legacy_type):
     row = {"x": {"Encoding.VAR": {"a": 1}, "Encoding.TYPE": legacy_type}}
