@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import inspect
 import logging
-import re
 import sys
 import weakref
 from contextlib import suppress
 from typing import Any
 
 from airflow_serde_compat.patch import PatchSkipped, _replace, _stat, counts, is_patched, reading_trigger_kwargs
-from airflow_serde_compat.translate import UnsupportedPayload, safe_name
+from airflow_serde_compat.translate import UnsupportedPayload, code_names, safe_name
 
 __all__ = [
     "DAGBAG",
@@ -441,8 +440,8 @@ def _dag_feature(err: BaseException) -> str:
             return f"timetable {safe_name(getattr(node, 'type_string', None))!r} (not in Airflow 3.1)"
         if isinstance(node, ImportError):
             # Only the names shaped like module/class paths: what could not be imported is code.
-            names = [n for n in re.findall(r"['\"]([^'\"]{1,200})['\"]", str(node)) if safe_name(n) == n]
-            return f"{type(node).__name__} naming {', '.join(dict.fromkeys(names)) or 'a module'}"
+            names = code_names(node)
+            return f"{type(node).__name__} naming {', '.join(names) or 'a module'}"
         node = node.__cause__ or node.__context__
         seen += 1
     root = err

@@ -16,11 +16,10 @@ why)`` or ``(classname, reason)``. Reasons never carry row values.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from airflow_serde_compat.scan_classify import Bridge, Verdict
-from airflow_serde_compat.translate import UnsupportedPayload, safe_name, to_legacy
+from airflow_serde_compat.translate import UnsupportedPayload, code_names, to_legacy
 
 __all__ = ["Airflow31Verifier", "PureVerifier", "verifier_for_installed_airflow"]
 
@@ -32,9 +31,9 @@ def _describe(err: BaseException) -> str:
     if isinstance(err, ImportError):
         # What could not be imported is code, not data: keep the names shaped like module or
         # class paths (so a 3.2-only timetable is named), nothing else of the message.
-        names = [n for n in re.findall(r"['\"]([^'\"]{1,200})['\"]", str(err)) if safe_name(n) == n]
+        names = code_names(err)
         if names:
-            return f"{type(err).__name__} naming {', '.join(dict.fromkeys(names))}"
+            return f"{type(err).__name__} naming {', '.join(names)}"
     return type(err).__name__
 
 

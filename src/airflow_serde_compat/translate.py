@@ -133,6 +133,14 @@ def safe_name(value: Any, limit: int = 200) -> str:
     return "<not a class name>"
 
 
+def code_names(err: BaseException) -> list[str]:
+    """The quoted names in an ImportError's message shaped like module or class paths: what could
+    not be imported is code, so these may be shown; the rest of the message may not."""
+    import re
+
+    return list(dict.fromkeys(n for n in re.findall(r"['\"]([^'\"]{1,200})['\"]", str(err)) if safe_name(n) == n))
+
+
 def _key(key: Any) -> str:
     # Path segments name kwargs keys; outside data (event payloads) may use anything as a key.
     return key if key.__class__ is str and len(key) <= 64 and key.isidentifier() else "<key>"
