@@ -2,7 +2,7 @@
 # Builds (once) and caches the pinned Airflow virtualenvs the tests and the demo run against.
 # Airflow's constraint files are not reachable here, so each install is pinned by an upload
 # cut-off just after its release (see README "Reproducible installs").
-#   tools/venvs.sh [NAME ...]     NAME in: 310 313 315 317 318 (and each +t) 320 321 322 33x api   (default: 318 321)
+#   tools/venvs.sh [NAME ...]     NAME in: 310 313 315 317 318 (and each +t) 318c 320 321 321c 322 33x api   (default: 318 321)
 # Prints nothing on success but the venv paths; rebuilds a venv whose spec changed.
 set -euo pipefail
 CACHE="${AIRFLOW_SERDE_COMPAT_CACHE:-$HOME/.cache/airflow-serde-compat}"
@@ -30,6 +30,9 @@ spec() {
     # building mysqlclient needs gcc, pkg-config and libmariadb-dev (apt) on the machine.
     318m) echo "2026-03-12T00:00:00Z|apache-airflow[postgres]==3.1.8 sqlalchemy<2.1 pymysql mysqlclient aiomysql" ;;
     321m) echo "2026-04-23T00:00:00Z|apache-airflow[postgres]==3.2.1 pymysql mysqlclient aiomysql" ;;
+    # e2e CeleryExecutor (issue 10): 318 / 321 plus the Celery provider and the redis client, same cut-offs.
+    318c) echo "2026-03-12T00:00:00Z|apache-airflow[postgres]==3.1.8 sqlalchemy<2.1 pymysql apache-airflow-providers-celery redis" ;;
+    321c) echo "2026-04-23T00:00:00Z|apache-airflow[postgres]==3.2.1 pymysql apache-airflow-providers-celery redis" ;;
     322) echo "2026-05-30T00:00:00Z|apache-airflow[postgres]==3.2.2 pymysql" ;;
     # e2e "life after the rollback": the official REST client 3.1.8 (uploaded after core 3.1.8; cut-off before 3.2.0) and
     # playwright (newest, a tool of ours; it drives Debian's chromium, its own browser download is not used).
