@@ -47,13 +47,17 @@ class Runs:
         self.cache: dict[tuple[str, str], harness.Scenario] = {}
         self.failures: dict[tuple[str, str], BaseException] = {}
 
-    def get(self, db: str, writer: str, reader: str = "318", check_nobridge: bool = True) -> harness.Scenario:
+    def get(self, db: str, writer: str, reader: str = "318", check_nobridge: bool = True,
+            executor: str = "local") -> harness.Scenario:
         key = (db, writer) if reader == "318" else (db, writer, reader)
+        if executor != "local":
+            key += (executor,)
         if key in self.failures:
             pytest.fail(f"scenario {key} failed earlier in this session: {self.failures[key]}", pytrace=False)
         if key not in self.cache:
-            s = harness.Scenario(db, writer, workroot=self.root, reader=reader, check_nobridge=check_nobridge)
-            if reader == "318":  # the afterlife phases (issue 11) are written for the 3.1.8 deployment
+            s = harness.Scenario(db, writer, workroot=self.root, reader=reader, check_nobridge=check_nobridge,
+                                 executor=executor)
+            if reader == "318" and executor == "local":  # the afterlife phases (issue 11) are written for the 3.1.8 deployment
                 afterlife.attach(s)
             try:
                 s.run()
@@ -69,7 +73,7 @@ class Runs:
         return self.cache[key]
 
     def _timings_report(self, s):
-        lines = [f"e2e timings {s.db_kind}/{s.facts['writer']}->{s.facts['reader']} (workdir {s.workdir}):"]
+        lines = [f"e2e timings {s.db_kind}/{s.facts['writer']}->{s.facts['reader']} {s.executor} (workdir {s.workdir}):"]
         lines += [f"  {v:7.1f}s  {k}" for k, v in s.timings.items()]
         print("\n".join(lines), file=sys.stderr)
         with open(self.root / "timings.txt", "a") as f:

@@ -11,6 +11,12 @@ Scenario (one DB, one writer version W, see dags/e2e_rollback_dag.py for the cho
   post phase  3.1.8 (+bridge, AIRFLOW_SERDE_COMPAT=1) components on the DB; pool restored, gate "after" opened;
               wait until every TI is finished and the deadline callback ran.
   nobridge    3.1.8 scheduler + triggerer with AIRFLOW_SERDE_COMPAT unset on the snapshot: expect the crash.
+              With executor="celery" instead: every component bridged but the Celery worker, on the snapshot:
+              expect the resumed tasks to fail on the worker (run_nobridge_worker).
+
+executor="celery" (issue 10): every phase runs the real CeleryExecutor; `airflow celery worker` is a component of
+its own, Redis (E2E_REDIS_URL, default redis://127.0.0.1:6379/0) the broker, the PostgreSQL metadata DB the result
+backend; venvs NAMEc (tools/venvs.sh: + apache-airflow-providers-celery, redis).
 """
 from __future__ import annotations
 
@@ -43,6 +49,7 @@ AFTER_TASKS = ["rich_after", "none_after", "sensor_after"]
 STAYS_DEFERRED = ["reup_after"]
 TWINS = {"reup_after": "reup_twin"}
 CRASH_RE = re.compile(r"KeyError: <Encoding\.VAR: '__var'>")
+WORKER = "celery-worker"
 # 3.1.8 (task-sdk 1.1.8) cannot serialize a uuid.UUID XCom at all (push_uuid fails natively), so these tasks
 # have no native oracle; test_with_bridge_uuid_xcom_reads_like_the_writer compares them with the writer instead.
 UUID_TASKS = {"push_uuid", "pull_uuid_now", "pull_uuid_after"}
@@ -277,8 +284,9 @@ def _procs_with_marker(marker: str) -> list[int]:
 
 
 class Component:
-    def __init__(self, name, popen, logpath):
+    def __init__(self, name, popen, logpath, env=None):
         self.name, self.popen, self.log = name, popen, logpath
+        self.env = env or {}
 
     def alive(self):
         return self.popen.poll() is None
@@ -287,7 +295,13 @@ class Component:
 class AirflowSite:
     """One AIRFLOW_HOME + DB; starts/stops components of a given venv against it."""
 
-    def __init__(self, workdir: pathlib.Path, db: Database, fire_after: int, before_delay: int):
+    def __init__(self, workdir: pathlib.Path, db: Database, fire_after: int, before_delay: int,
+                 executor: str = "local"):
+        if executor not in ("local", "celery"):
+            raise ValueError(executor)
+        if executor == "celery" and db.kind != "postgres":
+            raise ValueError("the Celery scenario uses the PostgreSQL metadata DB as result backend")
+        self.executor = executor
         self.workdir = pathlib.Path(workdir)
         self.home = self.workdir / "home"
         self.db = db
@@ -306,6 +320,10 @@ class AirflowSite:
         self.fernet = base64.urlsafe_b64encode(os.urandom(32)).decode()
         self.jwt = base64.urlsafe_b64encode(os.urandom(24)).decode()
         self.port = free_port()
+        # Celery: a queue of this site's own, so concurrent runs sharing the Redis never mix.
+        self.queue = f"e2e-{self.marker[:12]}"
+        self.worker_log_port = free_port()
+        self.env_overrides: dict[str, str] = {}
         self._logn = 0
 
     def env(self, venv: pathlib.Path, phase: str, bridge: bool) -> dict:
@@ -352,6 +370,17 @@ class AirflowSite:
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
         })
+        if self.executor == "celery":
+            db = self.db
+            e.update({
+                "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                "AIRFLOW__CELERY__BROKER_URL": os.environ.get("E2E_REDIS_URL", "redis://127.0.0.1:6379/0"),
+                "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://{db.user}@{db.host}:{db.port}/{db.name}",
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": "8",
+                "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.queue,
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.worker_log_port),
+            })
+        e.update(self.env_overrides)
         if bridge:
             e["AIRFLOW_SERDE_COMPAT"] = "1"
         return e
@@ -391,21 +420,47 @@ class AirflowSite:
     def start(self, venv, phase, name, bridge=False, args=None):
         lf = self._logfile(f"{phase}-{name}")
         f = open(lf, "w")
-        p = subprocess.Popen([str(venv / "bin/airflow"), *(args or [name])], env=self.env(venv, phase, bridge),
+        env = self.env(venv, phase, bridge)
+        p = subprocess.Popen([str(venv / "bin/airflow"), *(args or [name])], env=env,
                              stdout=f, stderr=subprocess.STDOUT, cwd=self.home, start_new_session=True)
         f.close()
-        c = Component(name, p, lf)
+        c = Component(name, p, lf, env)
         self.components.append(c)
         return c
 
-    def start_all(self, venv, phase, bridge=False):
+    def start_all(self, venv, phase, bridge=False, worker_bridge=None):
+        """api-server, dag-processor, scheduler, triggerer (+ the Celery worker, bridged as `worker_bridge`,
+        default `bridge`)."""
         cs = [self.start(venv, phase, "api-server", bridge, ["api-server", "--port", str(self.port)])]
         # Task runners give up on an api-server that is not listening yet (Connection refused, task
         # failed): on a loaded machine it took 22 s to start, longer than their retries.
         self.wait_port()
         for n in ("dag-processor", "scheduler", "triggerer"):
             cs.append(self.start(venv, phase, n, bridge))
+        if self.executor == "celery":
+            wb = bridge if worker_bridge is None else worker_bridge
+            # No --celery-hostname: with it the provider (3.17.0 / 3.18.0) first calls control.inspect() to
+            # refuse a duplicate name, and the prefork children then hang for good in kombu's after-fork cleanup
+            # (recv on the parent's Redis socket): tasks are "received" and never run (tests/e2e/README.md).
+            cs.append(self.start(venv, phase, WORKER, wb, ["celery", "worker", "--queues", self.queue]))
+            self.wait_worker_ready(cs[-1])
         return cs
+
+    def wait_worker_done(self, worker, components, timeout=120):
+        """A TI is final before its Celery task returns (the supervisor still reports and exits): wait until the
+        worker logged `succeeded` for every workload it received, so stopping it kills nothing in flight."""
+        def done():
+            w = worker_facts(worker)
+            return w["received"] > 0 and w["succeeded"] >= w["received"]
+
+        self.wait_for(f"the Celery worker ({worker.log}) to finish every workload it received", done,
+                      timeout=timeout, components=components)
+
+    def wait_worker_ready(self, worker, timeout=180):
+        """Celery logs '<hostname> ready.' once it consumes; until then queued tasks would just wait."""
+        self.wait_for(f"the Celery worker ({worker.log}) to log 'ready.'",
+                      lambda: re.search(r"@\S+ ready\.", pathlib.Path(worker.log).read_text(errors="replace")),
+                      timeout=timeout, components=[worker])
 
     def check_alive(self, components=None):
         for c in components or self.components:
@@ -544,21 +599,23 @@ class Scenario:
     """
 
     def __init__(self, db_kind: str, writer: str, workroot: pathlib.Path | None = None, fire_after=None,
-                 before_delay=None, say=log, check_nobridge=True, bridge=True, reader="318"):
+                 before_delay=None, say=log, check_nobridge=True, bridge=True, reader="318", executor="local"):
         self.db_kind, self.writer, self.say = db_kind, writer, say
+        self.executor = executor
         self.reader = reader
         self.oracle = writer == reader
         self.check_nobridge = check_nobridge and not self.oracle
         self.use_bridge = bridge and not self.oracle
         self.workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"e2e-{db_kind}-{writer}-", dir=workroot))
-        tag = f"{writer}{'o' if self.oracle else ''}{'' if reader == '318' else 'r' + reader}"
+        tag = (f"{writer}{'o' if self.oracle else ''}{'' if reader == '318' else 'r' + reader}"
+               f"{'c' if executor == 'celery' else ''}")
         self.db = make_db(db_kind, self.workdir, tag)
         self.fire_after = int(fire_after or os.environ.get("E2E_FIRE_AFTER", 110))
         self.before_delay = int(before_delay or os.environ.get("E2E_BEFORE_DELAY", 30))
-        self.site = AirflowSite(self.workdir, self.db, self.fire_after, self.before_delay)
+        self.site = AirflowSite(self.workdir, self.db, self.fire_after, self.before_delay, executor=executor)
         self.timings: dict[str, float] = {}
         self.facts: dict = {"writer": VERSION_OF.get(writer, writer), "db": db_kind, "workdir": str(self.workdir),
-                            "reader": VERSION_OF[reader]}
+                            "reader": VERSION_OF[reader], "executor": executor}
         self.snapshot: Database | None = None
         self.errors: dict[str, str] = {}
         # Extra phases (afterlife.py): while_reader_up(scenario, components) runs against the live reader
@@ -568,7 +625,9 @@ class Scenario:
 
     # -- helpers
     def _vn(self, name):
-        """MySQL needs venvs with mysqlclient + aiomysql (venvs.sh 318m / 321m)."""
+        """MySQL needs venvs with mysqlclient + aiomysql (venvs.sh 318m / 321m), Celery the provider (318c / 321c)."""
+        if self.executor == "celery":
+            return f"{name}c"
         return f"{name}m" if self.db_kind == "mysql" else name
 
     def _phase(self, name):
@@ -628,9 +687,11 @@ class Scenario:
             # TI FAILED. So only open the gate once every deferral's executor event was received.
             sched = next(c for c in cs if c.name == "scheduler")
 
+            # CeleryExecutor also reports "queued" (the message reached the broker): only the event of the
+            # finished deferring process counts.
             def events_seen():
                 text = pathlib.Path(sched.log).read_text(errors="replace")
-                return all(re.search(rf"Received executor event with state \w+ for task instance "
+                return all(re.search(rf"Received executor event with state (?!queued\b)\w+ for task instance "
                                      rf"TaskInstanceKey\(dag_id='{DAG_ID}', task_id='{t}'", text) for t in must_defer)
 
             site.wait_for("the scheduler to receive the executor event of every deferral", events_seen, timeout=60,
@@ -654,6 +715,7 @@ class Scenario:
                                "out) while pool e2e_frozen has 0 slots", before_fired,
                                timeout=self.before_delay + 120, components=cs)
             self.facts["pre_states"] = st
+            self.facts["pre_ran_under"] = ran_under(site.read_results("pre"), cs)
         with self._phase("writer: stop all components"):
             site.stop_all()
             site.wait_port_free()
@@ -709,10 +771,16 @@ class Scenario:
                                    finished, timeout=self.fire_after + 240, components=cs)
             finally:
                 self.facts["post_states"] = site.ti_states()
+            if self.executor == "celery":
+                site.wait_worker_done(next(c for c in cs if c.name == WORKER), cs)
             # components must still be up a little after the last task finished
             time.sleep(3)
             site.check_alive(cs)
             self.facts["post_wait_s"] = round(time.monotonic() - t0, 1)
+            self.facts["post_ran_under"] = ran_under(site.read_results("post"), cs)
+            self.facts["post_component_pids"] = {c.name: c.popen.pid for c in cs}
+            if self.executor == "celery":
+                self.facts["post_worker"] = worker_facts(next(c for c in cs if c.name == WORKER))
             for hook in self.while_reader_up:
                 self._hook(hook, cs)
             self.facts["post_states"] = st
@@ -720,6 +788,8 @@ class Scenario:
             self.facts["component_logs"] = {c.name: str(c.log) for c in cs}
             self.facts["log_crashes"] = {c.name: len(CRASH_RE.findall(pathlib.Path(c.log).read_text(errors="replace")))
                                          for c in cs}
+            self.facts["post_active_line"] = {c.name: "airflow-serde-compat active" in
+                                              pathlib.Path(c.log).read_text(errors="replace") for c in cs}
         with self._phase(f"reader ({label}): stop"):
             site.stop_all()
             site.wait_port_free()
@@ -734,6 +804,8 @@ class Scenario:
         """3.1.8 scheduler + triggerer without AIRFLOW_SERDE_COMPAT on a snapshot of the downgraded DB."""
         if not self.check_nobridge:
             return
+        if self.executor == "celery":
+            return self.run_nobridge_worker()
         site = self.site
         try:
             rv = bridge_venv(self._vn(self.reader))
@@ -769,6 +841,53 @@ class Scenario:
                 site.stop_all()
                 site.db = saved
 
+    def run_nobridge_worker(self):
+        """Every 3.1.8 component bridged except the Celery worker (AIRFLOW_SERDE_COMPAT unset in its environment),
+        on a snapshot of the downgraded DB: the *_before tasks are resumed on that worker. Task logs go to a base
+        log folder of their own (a resumed task keeps its try number, so it would share the post phase's file)."""
+        site = self.site
+        rv = bridge_venv(self._vn(self.reader))
+        phase = "nobridge-worker"
+        logs = site.home / "logs-nobridge-worker"
+        with self._phase("worker without the switch: bridged 3.1.8 components, unbridged Celery worker, snapshot"):
+            saved = site.db
+            site.db = self.snapshot
+            site.env_overrides = {"AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(logs)}
+            facts = self.facts["nobridge_worker"] = {"venv": f"v{self._vn(self.reader)}-bridge", "task_logs": {}}
+            try:
+                site.set_pool(POOL_SLOTS)
+                cs = site.start_all(rv, phase, bridge=True, worker_bridge=False)
+                worker = next(c for c in cs if c.name == WORKER)
+                facts["env_switch"] = {c.name: c.env.get("AIRFLOW_SERDE_COMPAT") for c in cs}
+
+                def before_final():
+                    st = site.ti_states()
+                    return all(st[t][0] in TERMINAL for t in BEFORE_TASKS) and st
+
+                try:
+                    facts["states"] = site.wait_for("every *_before task final (resumed on the unbridged worker)",
+                                                    before_final, timeout=300, components=cs)
+                finally:
+                    facts.setdefault("states", site.ti_states())
+                site.wait_worker_done(worker, cs)
+                time.sleep(3)
+                facts["alive"] = {c.name: c.alive() for c in cs}
+                # the bridge's one INFO line per activated process (README "Using it in a rollback")
+                facts["active_line"] = {c.name: "airflow-serde-compat active" in
+                                        pathlib.Path(c.log).read_text(errors="replace") for c in cs}
+                facts["worker"] = worker_facts(worker)
+                facts["log_crashes"] = {c.name: len(CRASH_RE.findall(pathlib.Path(c.log).read_text(errors="replace")))
+                                        for c in cs}
+                for t in BEFORE_TASKS:
+                    found = sorted(logs.glob(f"dag_id={DAG_ID}/*/task_id={t}/*.log"))
+                    facts["task_logs"][t] = {str(f): f.read_text(errors="replace") for f in found}
+                facts["results"] = site.read_results(phase)
+            finally:
+                site.stop_all()
+                site.db = saved
+                site.env_overrides = {}
+            site.wait_port_free()
+
     def _hook(self, hook, *args):
         """An extra phase fails only the tests that read its facts (errors["hook <name>"]), not the scenario."""
         name = getattr(hook, "__name__", repr(hook))
@@ -796,6 +915,25 @@ class Scenario:
             self.facts["results_post"] = self.site.read_results("post")
             self.timings["total"] = round(time.monotonic() - t0, 1)
         return self
+
+
+def ran_under(results: dict, components) -> dict:
+    """For each task record: the component whose process it descends from (e2e_common.record keeps the record's
+    process ancestry), e.g. "celery-worker" for a task the Celery worker forked, "scheduler" under LocalExecutor."""
+    pids = {c.popen.pid: c.name for c in components}
+    out = {}
+    for name, doc in results.items():
+        chain = [a["pid"] for a in doc.get("ancestors", [])]
+        out[name] = next((pids[p] for p in chain if p in pids), None)
+    return out
+
+
+def worker_facts(worker: Component) -> dict:
+    text = pathlib.Path(worker.log).read_text(errors="replace")
+    return {"log": str(worker.log), "pid": worker.popen.pid, "alive": worker.alive(),
+            "received": len(re.findall(r"Task \S*execute_workload\[[0-9a-f-]+\] received", text)),
+            "succeeded": len(re.findall(r"Task \S*execute_workload\[[0-9a-f-]+\] succeeded", text)),
+            "ready": bool(re.search(r"@\S+ ready\.", text))}
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -71,11 +71,29 @@ def record(name: str, received: dict) -> None:
         version = "?"
     d = pathlib.Path(results, phase)
     d.mkdir(parents=True, exist_ok=True)
-    doc = {"name": name, "phase": phase, "airflow": version, "pid": os.getpid(),
+    doc = {"name": name, "phase": phase, "airflow": version, "pid": os.getpid(), "ancestors": _ancestors(),
            "received": {k: describe(v) for k, v in received.items()}}
     tmp = d / f".{name}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(doc, indent=1, sort_keys=True))
     tmp.replace(d / f"{name}.json")
+
+
+def _ancestors(limit: int = 16) -> list:
+    """This process and its parents (pid, cmdline), so the harness can tell which component ran the task."""
+    out, pid = [], os.getpid()
+    for _ in range(limit):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except (OSError, ValueError, IndexError):
+            break
+        out.append({"pid": pid, "cmdline": cmd[:200]})
+        if ppid <= 1:
+            break
+        pid = ppid
+    return out
 
 
 def gate_path(gate: str) -> pathlib.Path:
