@@ -739,7 +739,7 @@ class Scenario:
     def run_post(self):
         site = self.site
         if self.use_bridge:
-            with self._phase(f"install bridge into v{self.reader}-bridge"):
+            with self._phase(f"install bridge into v{self._vn(self.reader)}-bridge"):
                 rv = bridge_venv(self._vn(self.reader))
         else:
             rv = venv(self._vn(self.reader))
