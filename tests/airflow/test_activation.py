@@ -159,7 +159,7 @@ class BaseSerialization:
     def deserialize(encoded_var):
         return encoded_var
 fake.BaseSerialization = BaseSerialization
-b._on_serialized_objects(fake)  # the post-import hook, as wrapt would call it
+b.apply_guarded(b._PRIMARY, fake)  # what the post-import hook does
 assert vars(BaseSerialization)["deserialize"].__func__(1) == 1
 print("ok")
 """
@@ -177,7 +177,7 @@ fake = types.ModuleType("airflow.serialization.serialized_objects")
 class BaseSerialization:
     deserialize = None
 fake.BaseSerialization = BaseSerialization
-b._on_serialized_objects(fake)
+b.apply_guarded(b._PRIMARY, fake)
 """,
         check=False,
     )
