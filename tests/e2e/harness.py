@@ -683,6 +683,8 @@ class Scenario:
                 self.facts["scan_after_downgrade"] = self.site.scan(bridge_venv(self._vn(self.reader)))
             except Exception as e:  # the scan tests say what went wrong; the rollback goes on
                 self.facts["scan_after_downgrade"] = {"exit": None, "report": None, "stderr": repr(e)}
+        for hook in self.after_downgrade:
+            self._hook(hook)
 
     def run_post(self):
         site = self.site

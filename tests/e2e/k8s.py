@@ -195,7 +195,9 @@ class FakeKubeAPI:
                 return
             pod["status"] = {"phase": phase}
             if exit_code is not None:
-                pod["status"]["containerStatuses"] = [{"name": "base", "state": {"terminated": {"exitCode": exit_code}}}]
+                pod["status"]["containerStatuses"] = [{
+                    "name": "base", "image": pod["spec"]["containers"][0].get("image") or "", "imageID": "",
+                    "ready": False, "restartCount": 0, "state": {"terminated": {"exitCode": exit_code}}}]
             self.rv += 1
             pod["metadata"]["resourceVersion"] = str(self.rv)
             self.lock.notify_all()
@@ -281,7 +283,7 @@ class Kubelet:
         base = next(c for c in pod["spec"]["containers"] if c["name"] == "base")
         for vm in base.get("volumeMounts") or []:
             if vm["name"] == "config" and vm.get("subPath") == "airflow.cfg":
-                pathlib.Path(str(home) + vm["mountPath"]).write_text(self.airflow_cfg)
+                pathlib.Path(str(home) + vm["mountPath"]).write_text(self.airflow_cfg.replace(POD_HOME, str(mapped)))
         cenv = self.container_env(pod)
         env = {**self.image_env(home), **cenv}
         env = {k: v.replace(POD_HOME, str(mapped)) for k, v in env.items()}
@@ -362,7 +364,8 @@ def run_phase(s: harness.Scenario, name: str, db: harness.Database, template: pa
     saved_db, saved_env = site.db, site.extra_env
     facts: dict = {"template": str(template)}
     with FakeKubeAPI() as api:
-        base_env = site.env(rv, phase, True)
+        site.extra_env = executor_env(site, api.kubeconfig(root / "kubeconfig"), template)
+        base_env = site.env(rv, phase, True)  # the deployment's config, as the components get it
         secrets = {
             (f"{RELEASE}-fernet-key", "fernet-key"): site.fernet,
             (f"{RELEASE}-airflow-metadata", "connection"): db.url(),
@@ -371,7 +374,6 @@ def run_phase(s: harness.Scenario, name: str, db: harness.Database, template: pa
         kubelet = Kubelet(api, root / "pods", rv, site, phase, secrets, _airflow_cfg(base_env))
         (root / "pods").mkdir()
         site.db = db
-        site.extra_env = executor_env(site, api.kubeconfig(root / "kubeconfig"), template)
         try:
             with kubelet:
                 site.set_pool(harness.POOL_SLOTS)
