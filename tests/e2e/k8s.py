@@ -382,6 +382,8 @@ def run_phase(s: harness.Scenario, name: str, db: harness.Database, template: pa
                 cs.append(site.start(rv, phase, "scheduler", True))
                 if full:
                     cs += [site.start(rv, phase, "dag-processor", True), site.start(rv, phase, "triggerer", True)]
+                    site.open_gate("after")  # already open when the LocalExecutor reader ran first
+                    site.open_gate("asset_after")
                 expect_deadline = full and site.deadline and int(db.query("SELECT COUNT(*) FROM deadline")[0][0]) > 0
 
                 def finished():
