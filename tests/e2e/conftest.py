@@ -17,6 +17,7 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import afterlife  # noqa: E402
 import harness  # noqa: E402
+import k8s  # noqa: E402
 
 
 def pytest_configure(config):
@@ -55,6 +56,7 @@ class Runs:
             s = harness.Scenario(db, writer, workroot=self.root, reader=reader, check_nobridge=check_nobridge)
             if reader == "318":  # the afterlife phases (issue 11) are written for the 3.1.8 deployment
                 afterlife.attach(s)
+                k8s.attach(s)
             try:
                 s.run()
             except BaseException as e:
