@@ -51,12 +51,23 @@ def _log():  # type: ignore[no-untyped-def]
     return logging.getLogger("airflow_serde_compat")
 
 
-def activate_from_env() -> bool:
-    """Activate if ``AIRFLOW_SERDE_COMPAT`` asks for it. Never raises unless it says ``strict``."""
+def activate_from_env(*, from_pth: bool = False) -> bool:
+    """Activate if ``AIRFLOW_SERDE_COMPAT`` asks for it. Never raises unless it says ``strict``.
+
+    ``from_pth``: called while ``site`` is still processing ``.pth`` files. A user site (the
+    official image's ``pip install --user``) is processed before the interpreter's own
+    site-packages, so Airflow or wrapt may not be on ``sys.path`` yet: then this waits, quietly,
+    for the ``airflow.policy`` entry point, which ``import airflow`` loads with the full path.
+    """
     global loaded
     value = os.environ.get("AIRFLOW_SERDE_COMPAT")
     if not value:
         return False
+    if from_pth:
+        from importlib.util import find_spec
+
+        if find_spec("airflow") is None or find_spec("wrapt") is None:
+            return False
     from airflow_serde_compat._settings import ENV_VAR, Mode, mode_from_value
 
     mode, warning = mode_from_value(value)
