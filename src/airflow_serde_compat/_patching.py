@@ -29,7 +29,7 @@ log = logging.getLogger("airflow_serde_compat")
 lock = threading.RLock()
 
 #: Events per kind in this process (serde classname, "dict", "failed", "undecodable", ...).
-#: Read by ``airflow-serde-compat doctor`` and the tests.
+#: Read by the tests and benchmarks; Airflow's Stats gets the same events (:func:`count`).
 counts: dict[str, int] = {}
 
 
