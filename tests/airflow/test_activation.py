@@ -15,6 +15,16 @@ ROOT = Path(__file__).resolve().parents[2]
 #: The 3.1.x this run reads with (`make test` runs this file under every tested reader).
 CORE = metadata.version("apache-airflow-core")
 
+#: `import airflow`, then the bridge must be active and the serializer wrapped.
+IMPORT_AIRFLOW_AND_CHECK_PATCHED = """\
+import airflow
+import airflow_serde_compat
+from airflow.serialization.serialized_objects import BaseSerialization
+assert airflow_serde_compat.is_active()
+assert hasattr(vars(BaseSerialization)["deserialize"].__func__, "__wrapped__")
+print("ok")
+"""
+
 PROBE = """
 import sys
 from airflow.serialization.serialized_objects import BaseSerialization, SerializedDAG
@@ -198,13 +208,7 @@ def test_airflow_policy_entry_point_activates_from_import_airflow(run_python):
     proc = run_python(
         f"""
 import sys; sys.path.append({site!r})
-import airflow
-import airflow_serde_compat
-from airflow.serialization.serialized_objects import BaseSerialization
-assert airflow_serde_compat.is_active()
-assert hasattr(vars(BaseSerialization)["deserialize"].__func__, "__wrapped__")
-print("ok")
-""",
+{IMPORT_AIRFLOW_AND_CHECK_PATCHED}""",
         env={"AIRFLOW_SERDE_COMPAT": "1"},
         python_args=["-S"],
     )
@@ -227,13 +231,7 @@ import airflow_serde_compat._bootstrap as b
 assert not b.loaded and not b._enabled, "activated without Airflow"
 assert "wrapt" not in sys.modules
 site.addsitedir({site!r})  # then the interpreter's own site-packages
-import airflow
-import airflow_serde_compat
-from airflow.serialization.serialized_objects import BaseSerialization
-assert airflow_serde_compat.is_active()
-assert hasattr(vars(BaseSerialization)["deserialize"].__func__, "__wrapped__")
-print("ok")
-""",
+{IMPORT_AIRFLOW_AND_CHECK_PATCHED}""",
         env={"AIRFLOW_SERDE_COMPAT": "1"},
         python_args=["-S"],
     )

@@ -119,18 +119,18 @@ def _parsed(text: Any) -> tuple[Any, Verdict | None]:
         return None, undecodable(TOO_DEEP)
 
 
-def _next_kwargs(text: Any) -> Any:
-    payload, failed = _parsed(text)
-    if failed is not None:
-        return failed, None
-    return kwargs_verdict(payload), payload
+def _json(verdict_of: Callable[[Any], Verdict]) -> Callable[[Any], Any]:
+    def classify(text: Any) -> Any:
+        payload, failed = _parsed(text)
+        if failed is not None:
+            return failed, None
+        return verdict_of(payload), payload
+
+    return classify
 
 
-def _trigger_kwargs(text: Any) -> Any:
-    payload, failed = _parsed(text)
-    if failed is not None:
-        return failed, None
-    return kwargs_verdict(payload, enum_keys=True), payload
+def _trigger_kwargs_verdict(payload: Any) -> Verdict:
+    return kwargs_verdict(payload, enum_keys=True)
 
 
 def _deadline_callback(text: Any) -> Any:
@@ -142,11 +142,9 @@ def _deadline_callback(text: Any) -> Any:
     return deadline_callback_verdict(payload), payload
 
 
-def _deadline_alert(text: Any) -> Any:
-    payload, failed = _parsed(text)
-    if failed is not None:
-        return failed, None
-    return deadline_alert_verdict(payload), payload
+_next_kwargs = _json(kwargs_verdict)
+_trigger_kwargs = _json(_trigger_kwargs_verdict)
+_deadline_alert = _json(deadline_alert_verdict)
 
 
 _TI_KEY = ("dag_id", "task_id", "run_id", "map_index")
