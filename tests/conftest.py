@@ -41,13 +41,11 @@ def pytest_terminal_summary(terminalreporter):
 
 
 def pytest_collection_modifyitems(config, items):
-    try:
-        from importlib.metadata import version
+    # The bridge's own rule for which Airflow it patches (the tests may run without any).
+    from airflow_serde_compat._bootstrap import airflow_core_version, supported
 
-        core = version("apache-airflow-core")
-    except Exception:
-        core = None
-    if core is None or not core.startswith("3.1."):
+    core = airflow_core_version()
+    if core is None or not supported(core):
         for item in items:
             if item.get_closest_marker("airflow"):
                 item.add_marker(

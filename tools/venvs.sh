@@ -2,7 +2,7 @@
 # Builds (once) and caches the pinned Airflow virtualenvs the tests and the demo run against.
 # Airflow's constraint files are not reachable here, so each install is pinned by an upload
 # cut-off just after its release (see README "Reproducible installs").
-#   tools/venvs.sh [NAME ...]     NAME in: 310 313 315 317 318 (and each +t) 318c 320 321 321c 322 33x api   (default: 318 321)
+#   tools/venvs.sh [NAME ...]     NAME in: 310 313 315 317 318 (and each +t) 318c 318k user318 320 321 321c 322 33x api   (default: 318 321)
 # Prints nothing on success but the venv paths; rebuilds a venv whose spec changed.
 set -euo pipefail
 CACHE="${AIRFLOW_SERDE_COMPAT_CACHE:-$HOME/.cache/airflow-serde-compat}"
@@ -37,6 +37,12 @@ spec() {
     # e2e "life after the rollback": the official REST client 3.1.8 (uploaded after core 3.1.8; cut-off before 3.2.0) and
     # playwright (newest, a tool of ours; it drives Debian's chromium, its own browser download is not used).
     api) echo "2026-04-07T00:00:00Z|apache-airflow-client==3.1.8|playwright" ;;
+    # KubernetesExecutor e2e (issue 10): the bridged runtime needs the executor's provider, pinned by 3.1.8's cut-off.
+    318k) echo "2026-03-12T00:00:00Z|apache-airflow[postgres,cncf.kubernetes]==3.1.8 sqlalchemy<2.1 pymysql" ;;
+    # The official image's layout (issue 10): not a venv but a user site. `user318` is a PYTHONUSERBASE
+    # that `pip install --user` filled with 3.1.8, using a plain (non-venv) CPython, $USER_SITE_PYTHON
+    # (default: pyenv's 3.11); that interpreter's own site-packages is left as it is.
+    user318) echo "2026-03-12T00:00:00Z|apache-airflow[postgres]==3.1.8 sqlalchemy<2.1" ;;
     33x) echo "${AIRFLOW_33X_CUTOFF:-2026-09-18T00:00:00Z}|apache-airflow[postgres]>=3.3,<3.4 pymysql" ;;
     *) echo "unknown venv $1" >&2; exit 2 ;;
   esac
@@ -48,9 +54,36 @@ pypi_pip() {
   PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= PIP_EXTRA_INDEX_URL= PIP_CONSTRAINT= "$@"
 }
 
+user_site_python() {
+  if [[ -n "${USER_SITE_PYTHON:-}" ]]; then echo "$USER_SITE_PYTHON"; return; fi
+  local p; p="$(ls -d "$HOME"/.pyenv/versions/3.11.*/bin/python3.11 2>/dev/null | sort -V | tail -1)"
+  [[ -n "$p" ]] || { echo "no non-venv python3.11 under ~/.pyenv: set USER_SITE_PYTHON" >&2; exit 2; }
+  echo "$p"
+}
+
+# A user site (pip install --user), as the official image's /home/airflow/.local: PYTHONUSERBASE=$dir.
+# pip >= 25.1 (for --uploaded-prior-to) goes into the user site too, never into the interpreter's own.
+build_user() {
+  local name="$1" s="$2" cutoff pkgs dir py
+  cutoff="${s%%|*}"; pkgs="${s#*|}"; dir="$CACHE/v$name"; py="$(user_site_python)"
+  s="$s|$py|ignore-installed"
+  if [[ -f "$dir/.spec" && "$(cat "$dir/.spec")" == "$s" ]]; then echo "$dir"; return; fi
+  rm -rf "$dir"; mkdir -p "$dir"
+  "$py" -c 'import sys; sys.exit(sys.prefix != sys.base_prefix)' || { echo "$py is a venv" >&2; exit 2; }
+  PYTHONUSERBASE="$dir" pypi_pip "$py" -m pip install -q --disable-pip-version-check --no-warn-script-location --root-user-action=ignore --user -U "pip>=25.1" >&2
+  # --ignore-installed: the whole dependency closure goes into the user site, as in the image, whose base
+  # interpreter has nothing else; this machine's interpreter may carry packages of its own (wrapt, ...).
+  # shellcheck disable=SC2086
+  PYTHONUSERBASE="$dir" pypi_pip "$py" -m pip install -q --disable-pip-version-check --no-warn-script-location --root-user-action=ignore --user \
+    --ignore-installed --uploaded-prior-to "$cutoff" $pkgs >&2
+  echo "$s" > "$dir/.spec"
+  echo "$dir"
+}
+
 build() {
   local name="$1" s cutoff pkgs dir extra
   s="$(spec "$name")"; cutoff="${s%%|*}"; pkgs="${s#*|}"; extra=""
+  if [[ "$name" == user* ]]; then build_user "$name" "$s"; return; fi
   if [[ "$pkgs" == *"|"* ]]; then extra="${pkgs#*|}"; pkgs="${pkgs%%|*}"; fi
   dir="$CACHE/v$name"
   if [[ -f "$dir/.spec" && "$(cat "$dir/.spec")" == "$s" ]]; then echo "$dir"; return; fi

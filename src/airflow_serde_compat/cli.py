@@ -15,6 +15,8 @@ import sys
 import traceback
 from typing import Any, Sequence
 
+from airflow_serde_compat._errors import OperatorError, first_line, one_line
+
 __all__ = ["main"]
 
 PROG = "airflow-serde-compat"
@@ -23,7 +25,7 @@ CONN_ENV = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"
 FERNET_ENV = "AIRFLOW__CORE__FERNET_KEY"
 
 
-class CliError(Exception):
+class CliError(OperatorError):
     """Shown as one line on stderr, exit code 2."""
 
 
@@ -78,17 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - the one place errors become exit code 2
         if args.debug:
             traceback.print_exc()
-        print(f"{PROG}: error: {_one_line(err)}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(err)}", file=sys.stderr)
         return EXIT_ERROR
-
-
-def _one_line(err: BaseException) -> str:
-    from airflow_serde_compat.scan import ScanError
-
-    if isinstance(err, (CliError, ScanError)):
-        return str(err)
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
 # --- configuration ---------------------------------------------------------------------------
@@ -209,8 +202,8 @@ def _scan(args: argparse.Namespace) -> int:
     import sqlalchemy as sa
 
     from airflow_serde_compat.scan import ScanError, scan_database
-    from airflow_serde_compat.scan_classify import fernet_keys_from_text
-    from airflow_serde_compat.scan_report import report_as_json, report_as_text
+    from airflow_serde_compat.scan.classify import fernet_keys_from_text
+    from airflow_serde_compat.scan.report import report_as_json, report_as_text
 
     if args.batch_size < 1:
         raise CliError("--batch-size must be at least 1")
@@ -219,7 +212,7 @@ def _scan(args: argparse.Namespace) -> int:
     engine = _engine(url)
     verifier = None
     if args.verify:
-        from airflow_serde_compat.scan_verify import verifier_for_installed_airflow
+        from airflow_serde_compat.scan.verify import verifier_for_installed_airflow
 
         with _airflow_quiet():
             verifier = verifier_for_installed_airflow()
@@ -227,7 +220,7 @@ def _scan(args: argparse.Namespace) -> int:
     try:
         report = scan_database(engine, fernet_keys=keys, verifier=verifier, progress=progress, batch=args.batch_size)
     except sa.exc.DBAPIError as err:
-        raise ScanError(f"cannot read {engine.url.render_as_string(hide_password=True)}: {_driver_message(err)}") from err
+        raise ScanError(f"cannot read {engine.url.render_as_string(hide_password=True)}: {first_line(getattr(err, 'orig', err))}") from err
     finally:
         if progress is not None:
             progress.close()
@@ -235,11 +228,6 @@ def _scan(args: argparse.Namespace) -> int:
     sys.stdout.write(report_as_json(report) + "\n" if args.output == "json" else report_as_text(report))
     sys.stdout.flush()
     return report.exit_code
-
-
-def _driver_message(err: Any) -> str:
-    text = str(getattr(err, "orig", err)).strip().splitlines()
-    return text[0] if text else type(err).__name__
 
 
 # --- doctor ----------------------------------------------------------------------------------
@@ -273,11 +261,12 @@ def _doctor() -> int:
         _bootstrap.activate_from_env()
         wrapped = None
         if _bootstrap.is_active():
-            from airflow_serde_compat import patch
+            import importlib
+
+            from airflow_serde_compat.patch import BASE_SERIALIZATION
 
             # Importing the serializer fires the post-import hook: proves the patch lands.
-            module = __import__(patch.SERIALIZED_OBJECTS, fromlist=["BaseSerialization"])
-            wrapped = patch.is_patched(module.BaseSerialization, "deserialize")
+            wrapped = BASE_SERIALIZATION.is_applied(importlib.import_module(BASE_SERIALIZATION.module))
         # Active means patched: switched on but not wrapped is reported as not active.
         active = _bootstrap.is_active() and bool(wrapped)
     pths = _pth_locations()

@@ -18,7 +18,8 @@ routing such task instances through ``__fail__``; this module does the same for 
 * ``DBDagBag._read_dag``: a serialized DAG that 3.1.8 cannot load is reported once and treated
   as missing, which every scheduler caller already handles.
 
-Failures are described by classname, version and path only (:func:`describe`): never values.
+Failures are described by classname, version and path only (:func:`~airflow_serde_compat._errors.row_error`):
+never values.
 """
 
 from __future__ import annotations
@@ -28,23 +29,23 @@ import logging
 import sys
 import weakref
 from contextlib import suppress
-from typing import Any
+from typing import Any, Callable
 
-from airflow_serde_compat.patch import PatchSkipped, _replace, _stat, counts, is_patched, reading_trigger_kwargs
-from airflow_serde_compat.translate import UnsupportedPayload, code_names, safe_name
+from airflow_serde_compat import _patching
+from airflow_serde_compat._errors import code_names, row_error
+from airflow_serde_compat._patching import Patch, PatchSkipped, count
+from airflow_serde_compat.patch import reading_trigger_kwargs
+from airflow_serde_compat.translate import safe_name
 
 __all__ = [
-    "DAGBAG",
-    "SQLALCHEMY_UTILS",
-    "TRIGGER",
+    "DAGBAG_READ",
+    "DECRYPT_KWARGS",
+    "EXTENDED_JSON",
+    "HANDLE_EVENT_SUBMIT",
+    "SUBMIT_FAILURE",
     "UndecodableNextKwargs",
     "UndecodableTriggerKwargs",
-    "apply_dagbag",
-    "apply_decrypt_kwargs",
-    "apply_extended_json",
-    "apply_handle_event_submit",
-    "apply_submit_failure",
-    "describe",
+    "marker_class",
 ]
 
 log = logging.getLogger("airflow_serde_compat")
@@ -69,20 +70,6 @@ REMEDY = (
     "airflow-serde-compat; otherwise clear the task instance so it runs again from the start on "
     "Airflow 3.1. `airflow-serde-compat scan` lists every such row."
 )
-
-
-def describe(err: BaseException) -> str:
-    """What went wrong, without the row's values.
-
-    UnsupportedPayload messages are built from classname, version, path and a fixed reason. Other
-    exceptions come from arbitrary decoders whose messages may quote the data: only the type is kept.
-    """
-    if isinstance(err, UnsupportedPayload):
-        return str(err)
-    return (
-        f"{type(err).__name__} while decoding: the stored value is neither Airflow 3.1 data nor an "
-        "Airflow 3.2 payload the bridge can translate"
-    )
 
 
 def _ti_name(ti_or_values: Any) -> str:
@@ -146,7 +133,7 @@ def _build_marker_class() -> type:
         def __init__(self, raw: Any, err: BaseException):
             super().__init__()
             self.raw = raw
-            self.error = describe(err)
+            self.error = row_error(err)
             self.classname = getattr(err, "classname", None)
             self.version = getattr(err, "version", None)
             self.path = getattr(err, "path", None)
@@ -185,7 +172,9 @@ def marker_class() -> type:
     and this module is imported before Airflow (and SQLAlchemy) are."""
     global _marker_class
     if _marker_class is None:
-        _marker_class = _build_marker_class()
+        with _patching.lock:
+            if _marker_class is None:
+                _marker_class = _build_marker_class()
     return _marker_class
 
 
@@ -222,46 +211,51 @@ def _is_next_kwargs(type_: Any, dialect: Any) -> bool:
     return False
 
 
-def apply_extended_json(module: Any) -> bool:
-    extended = getattr(module, "ExtendedJSON", None)
-    if extended is None:
-        raise PatchSkipped(f"{SQLALCHEMY_UTILS} has no ExtendedJSON")
-    if is_patched(extended, "process_result_value"):
-        return False
-    for name in ("process_result_value", "process_bind_param"):
-        raw = vars(extended).get(name)
-        if not inspect.isfunction(raw) or list(inspect.signature(raw).parameters) != ["self", "value", "dialect"]:
-            raise PatchSkipped(f"ExtendedJSON.{name} is not a (self, value, dialect) method")
-    original_result = vars(extended)["process_result_value"]
-    original_bind = vars(extended)["process_bind_param"]
+def _process_result_value(module: Any, original: Callable[..., Any]) -> Callable[..., Any]:
     marker = marker_class()
+    extended = module.ExtendedJSON
 
     def process_result_value(self: Any, value: Any, dialect: Any) -> Any:
         try:
-            return original_result(self, value, dialect)
+            return original(self, value, dialect)
         except DECODE_ERRORS as err:
             # Only next_kwargs get a stand-in: their readers are the ones this module makes safe.
             # Other ExtendedJSON columns (context carriers, task_map.keys) fail as before. SQLAlchemy
             # caches result processors holding this function, so restore_all() is checked here.
-            if not is_patched(extended, "process_result_value") or not _is_next_kwargs(self, dialect):
+            if not _patching.is_patched(extended, "process_result_value") or not _is_next_kwargs(self, dialect):
                 raise
-            counts["undecodable"] = counts.get("undecodable", 0) + 1
-            _stat("undecodable")
+            count("undecodable")
             return marker(value, err)
+
+    return process_result_value
+
+
+def _process_bind_param(module: Any, original: Callable[..., Any]) -> Callable[..., Any]:
+    marker = marker_class()
 
     def process_bind_param(self: Any, value: Any, dialect: Any) -> Any:
         if value.__class__ is marker:
             return value.raw
-        return original_bind(self, value, dialect)
+        return original(self, value, dialect)
 
-    for wrapper, original in ((process_result_value, original_result), (process_bind_param, original_bind)):
-        wrapper.__wrapped__ = original  # type: ignore[attr-defined]
-        wrapper.__qualname__ = original.__qualname__
-        wrapper.__doc__ = original.__doc__
-    # Bind first: once a marker can be loaded it must never be written as an empty dict.
-    _replace(extended, "process_bind_param", process_bind_param)
-    _replace(extended, "process_result_value", process_result_value)
-    return True
+    return process_bind_param
+
+
+_SELF_VALUE_DIALECT = ("self", "value", "dialect")
+#: Bind first: once a marker can be loaded it must never be written as an empty dict. Applied
+#: together: both or neither.
+EXTENDED_JSON = (
+    Patch(
+        SQLALCHEMY_UTILS, "ExtendedJSON.process_bind_param", _process_bind_param,
+        why="an undecodable next_kwargs marker is written back as the stored value, byte for byte",
+        params=_SELF_VALUE_DIALECT,
+    ),
+    Patch(
+        SQLALCHEMY_UTILS, "ExtendedJSON.process_result_value", _process_result_value,
+        why="an undecodable next_kwargs loads as a marker instead of failing the whole query",
+        params=_SELF_VALUE_DIALECT,
+    ),
+)
 
 
 # --- handle_event_submit (triggerer: a trigger fired for a task with undecodable kwargs) ------
@@ -283,8 +277,7 @@ def fail_unresumable(task_instance: Any, session: Any) -> None:
         f"{REMEDY}"
     )
     log.error("%s", message)
-    counts["failed_task_instances"] = counts.get("failed_task_instances", 0) + 1
-    _stat("failed_task_instances")
+    count("failed_task_instances")
     task_instance.next_method = FAIL_METHOD
     task_instance.next_kwargs = {"error": message, "traceback": [message]}
     task_instance.trigger_id = None
@@ -293,24 +286,21 @@ def fail_unresumable(task_instance: Any, session: Any) -> None:
     session.flush()
 
 
-def apply_handle_event_submit(module: Any) -> bool:
-    original = vars(module).get("handle_event_submit")
-    if original is None or not all(hasattr(original, a) for a in ("register", "dispatch", "registry")):
+def _check_handle_event_submit(module: Any, original: Callable[..., Any]) -> None:
+    if not all(hasattr(original, a) for a in ("register", "dispatch", "registry")):
         raise PatchSkipped(f"{TRIGGER}.handle_event_submit is not a singledispatch function")
-    if is_patched(module, "handle_event_submit"):
-        return False
-    params = inspect.signature(original).parameters
-    if list(params) != ["event", "task_instance", "session"] or params["task_instance"].kind is not (
-        inspect.Parameter.KEYWORD_ONLY
-    ):
-        raise PatchSkipped(f"handle_event_submit has parameters {list(params)}")
+    if inspect.signature(original).parameters["task_instance"].kind is not inspect.Parameter.KEYWORD_ONLY:
+        raise PatchSkipped("handle_event_submit does not take task_instance by keyword only")
     if vars(module).get("TRIGGER_FAIL_REPR") != FAIL_METHOD:
         raise PatchSkipped(f"{TRIGGER}.TRIGGER_FAIL_REPR is not {FAIL_METHOD!r}")
     task_end = vars(module).get("BaseTaskEndEvent")
     if not isinstance(task_end, type) or task_end not in original.registry:
         raise PatchSkipped("handle_event_submit has no BaseTaskEndEvent handler")
 
+
+def _handle_event_submit(module: Any, original: Callable[..., Any]) -> Callable[..., Any]:
     marker = marker_class()
+    task_end = module.BaseTaskEndEvent
 
     def handle_event_submit(event: Any, *, task_instance: Any, session: Any) -> None:
         # A task-end event sets a terminal state and never reads next_kwargs: 3.1.8 handles it.
@@ -318,12 +308,15 @@ def apply_handle_event_submit(module: Any) -> bool:
             return fail_unresumable(task_instance, session)
         return original(event, task_instance=task_instance, session=session)
 
-    handle_event_submit.__wrapped__ = original  # type: ignore[attr-defined]
-    handle_event_submit.__doc__ = original.__doc__
-    for attr in ("register", "dispatch", "registry"):
-        setattr(handle_event_submit, attr, getattr(original, attr))
-    _replace(module, "handle_event_submit", handle_event_submit)
-    return True
+    # register/dispatch/registry come along (functools.update_wrapper copies __dict__).
+    return handle_event_submit
+
+
+HANDLE_EVENT_SUBMIT = Patch(
+    TRIGGER, "handle_event_submit", _handle_event_submit,
+    why="a fired trigger whose task instance has undecodable next_kwargs routes it to __fail__",
+    params=("event", "task_instance", "session"), check=_check_handle_event_submit,
+)
 
 
 # --- Trigger._decrypt_kwargs / submit_failure (trigger runner) --------------------------------
@@ -337,17 +330,7 @@ class UndecodableTriggerKwargs(TypeError):
     """
 
 
-def apply_decrypt_kwargs(module: Any) -> bool:
-    trigger = getattr(module, "Trigger", None)
-    raw = vars(trigger).get("_decrypt_kwargs") if trigger is not None else None
-    if not isinstance(raw, staticmethod):
-        raise PatchSkipped("Trigger._decrypt_kwargs is not a staticmethod")
-    if is_patched(trigger, "_decrypt_kwargs"):
-        return False
-    original = raw.__func__
-    if list(inspect.signature(original).parameters) != ["encrypted_kwargs"]:
-        raise PatchSkipped("Trigger._decrypt_kwargs does not take (encrypted_kwargs)")
-
+def _decrypt_kwargs_wrapper(module: Any, original: Callable[..., Any]) -> Callable[..., Any]:
     def _decrypt_kwargs(encrypted_kwargs: str) -> dict[str, Any]:
         try:
             with reading_trigger_kwargs():
@@ -355,20 +338,23 @@ def apply_decrypt_kwargs(module: Any) -> bool:
         except DECODE_ERRORS as err:
             if isinstance(err, UndecodableTriggerKwargs):
                 raise
-            counts["undecodable_triggers"] = counts.get("undecodable_triggers", 0) + 1
-            _stat("undecodable_triggers")
+            count("undecodable_triggers")
             # "from None": the original's message and its chained causes may quote the data, and
             # the runner sends this exception's formatted traceback into the task log.
             raise UndecodableTriggerKwargs(
                 f"airflow-serde-compat: trigger kwargs written by Airflow 3.2 cannot be decoded by "
-                f"Airflow 3.1 ({describe(err)}). The trigger is failed instead of stopping the triggerer. "
+                f"Airflow 3.1 ({row_error(err)}). The trigger is failed instead of stopping the triggerer. "
                 f"{REMEDY}"
             ) from None
 
-    _decrypt_kwargs.__wrapped__ = original  # type: ignore[attr-defined]
-    _decrypt_kwargs.__doc__ = original.__doc__
-    _replace(trigger, "_decrypt_kwargs", staticmethod(_decrypt_kwargs))
-    return True
+    return _decrypt_kwargs
+
+
+DECRYPT_KWARGS = Patch(
+    TRIGGER, "Trigger._decrypt_kwargs", _decrypt_kwargs_wrapper,
+    why="trigger kwargs 3.1 cannot decode fail their trigger (a TypeError) instead of the triggerer",
+    descriptor=staticmethod, params=("encrypted_kwargs",),
+)
 
 
 def _names_undecodable(exc: Any) -> bool:
@@ -379,17 +365,7 @@ def _names_undecodable(exc: Any) -> bool:
     return isinstance(exc, list) and any(isinstance(line, str) and name in line for line in exc)
 
 
-def apply_submit_failure(module: Any) -> bool:
-    trigger = getattr(module, "Trigger", None)
-    raw = vars(trigger).get("submit_failure") if trigger is not None else None
-    if not isinstance(raw, classmethod):
-        raise PatchSkipped("Trigger.submit_failure is not a classmethod")
-    if is_patched(trigger, "submit_failure"):
-        return False
-    original = raw.__func__
-    params = list(inspect.signature(original).parameters)
-    if params != ["cls", "trigger_id", "exc", "session"]:
-        raise PatchSkipped(f"Trigger.submit_failure has parameters {params}")
+def _submit_failure(module: Any, original: Callable[..., Any]) -> Callable[..., Any]:
     from airflow.utils.session import NEW_SESSION, provide_session
 
     @provide_session
@@ -398,10 +374,14 @@ def apply_submit_failure(module: Any) -> bool:
             _log_failed_trigger(trigger_id, session)
         return original(cls, trigger_id, exc=exc, session=session)
 
-    submit_failure.__wrapped__ = original  # type: ignore[attr-defined]
-    submit_failure.__doc__ = original.__doc__
-    _replace(trigger, "submit_failure", classmethod(submit_failure))
-    return True
+    return submit_failure
+
+
+SUBMIT_FAILURE = Patch(
+    TRIGGER, "Trigger.submit_failure", _submit_failure,
+    why="names the task instances a trigger with undecodable kwargs fails",
+    descriptor=classmethod, params=("cls", "trigger_id", "exc", "session"),
+)
 
 
 def _log_failed_trigger(trigger_id: Any, session: Any) -> None:
@@ -450,16 +430,8 @@ def _dag_feature(err: BaseException) -> str:
     return f"{type(root).__name__} while deserializing"
 
 
-def apply_dagbag(module: Any) -> bool:
-    dagbag = getattr(module, "DBDagBag", None)
-    raw = vars(dagbag).get("_read_dag") if dagbag is not None else None
-    if not inspect.isfunction(raw) or list(inspect.signature(raw).parameters) != ["self", "serdag"]:
-        raise PatchSkipped("DBDagBag._read_dag is not a (self, serdag) method")
-    if is_patched(dagbag, "_read_dag"):
-        return False
+def _read_dag_wrapper(module: Any, original: Callable[..., Any]) -> Callable[..., Any]:
     from airflow.exceptions import DeserializationError
-
-    original = raw
 
     def _read_dag(self: Any, serdag: Any) -> Any:
         try:
@@ -474,8 +446,7 @@ def apply_dagbag(module: Any) -> bool:
             key = getattr(serdag, "dag_version_id", None) or getattr(serdag, "dag_id", None)
             if key not in _reported_dags:
                 _reported_dags.add(key)
-                counts["undeserializable_dags"] = counts.get("undeserializable_dags", 0) + 1
-                _stat("undeserializable_dags")
+                count("undeserializable_dags")
                 log.error(
                     "airflow-serde-compat: serialized DAG %r (dag_version_id %s) cannot be loaded by Airflow "
                     "3.1: %s. It is treated as missing (its runs are not scheduled) instead of stopping this "
@@ -488,7 +459,11 @@ def apply_dagbag(module: Any) -> bool:
                 )
             return None
 
-    _read_dag.__wrapped__ = original  # type: ignore[attr-defined]
-    _read_dag.__doc__ = original.__doc__
-    _replace(dagbag, "_read_dag", _read_dag)
-    return True
+    return _read_dag
+
+
+DAGBAG_READ = Patch(
+    DAGBAG, "DBDagBag._read_dag", _read_dag_wrapper,
+    why="a serialized DAG 3.1 cannot load is reported once and treated as missing",
+    params=("self", "serdag"),
+)

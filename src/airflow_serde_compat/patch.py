@@ -1,35 +1,33 @@
-"""The Airflow 3.1 side: what is patched, how it is undone, and what each patch checks first.
-
-Four read paths of a 3.1.8 process meet rows written by Airflow 3.2+:
+"""The Airflow 3.1 read paths that meet rows written by Airflow 3.2+, and what each patch does.
 
 * ``BaseSerialization.deserialize`` (``task_instance.next_kwargs``, ``trigger.kwargs``, task
   runners): wrapped at class level, so every caller and 3.1's own recursion go through it.
+* ``serialized_objects.smart_decode_trigger_kwargs`` (the trigger runner's second decode).
 * ``airflow.serialization.serde.deserialize`` (XCom values): 3.2 writes ``uuid.UUID``, which
   3.1's serde has no deserializer for.
 * ``airflow.models.deadline.deserialize`` (``deadline.callback``): the 3.2 downgrade migration
   rebuilds it as a serde envelope holding legacy envelopes, which 3.1's serde cannot read.
-* ``airflow.sdk.definitions.callback``: named by deadline alerts that the downgrade wrote back
-  into serialized DAGs; task-sdk 1.1 keeps those classes in ``...definitions.deadline``.
+* ``DeadlineAlert.deserialize_deadline_alert`` (``serialized_dag.data``).
+* ``airflow.sdk.definitions.callback`` (:mod:`airflow_serde_compat._callback_alias`): named by
+  deadline alerts that the downgrade wrote back into serialized DAGs.
 
-Each patch saves the raw attribute it replaces (from ``vars()``, so a classmethod is restored
-as the same descriptor) and is undone only while it is still the one in place.
+Each is a :class:`~airflow_serde_compat._patching.Patch`; finding, checking, wrapping and
+undoing them is :mod:`airflow_serde_compat._patching`'s job.
 """
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
-import importlib.util
 import contextlib
 import contextvars
+import importlib
 import inspect
 import logging
-import sys
-import threading
 import uuid
 from math import isfinite
 from typing import Any, Callable, Iterator
 
+from airflow_serde_compat import _patching
+from airflow_serde_compat._patching import Patch, PatchSkipped, count, counts
 from airflow_serde_compat.translate import (
     CLASSNAME,
     DATA,
@@ -46,91 +44,22 @@ from airflow_serde_compat.translate import (
 )
 
 __all__ = [
-    "PatchSkipped",
-    "apply_base_serialization",
-    "apply_deadline",
-    "apply_deadline_alert",
-    "apply_serde",
-    "apply_smart_decode",
-    "counts",
-    "install_callback_alias",
-    "is_patched",
+    "BASE_SERIALIZATION",
+    "DEADLINE",
+    "DEADLINE_ALERT",
+    "SERDE",
+    "SMART_DECODE",
     "reading_trigger_kwargs",
-    "restore_all",
 ]
 
 log = logging.getLogger("airflow_serde_compat")
 
 SERIALIZED_OBJECTS = "airflow.serialization.serialized_objects"
-SERDE = "airflow.serialization.serde"
-DEADLINE = "airflow.models.deadline"
-SDK_DEADLINE = "airflow.sdk.definitions.deadline"
-CALLBACK_ALIAS = "airflow.sdk.definitions.callback"
-CALLBACK_SOURCE = "airflow.sdk.definitions.deadline"
+SERDE_MODULE = "airflow.serialization.serde"
+DEADLINE_MODULE = "airflow.models.deadline"
+SDK_DEADLINE_MODULE = "airflow.sdk.definitions.deadline"
 
-#: Translations per kind in this process (serde classname, "dict", "Encoding.TYPE",
-#: "failed"). Read by ``airflow-serde-compat doctor`` and the tests.
-counts: dict[str, int] = {}
-
-_lock = threading.RLock()
-# (id(owner), name) -> (owner, name, original raw attribute, our replacement)
-_patches: dict[tuple[int, str], tuple[Any, str, Any, Any]] = {}
 _logged_failures: set[tuple[str | None, str]] = set()
-
-
-class PatchSkipped(RuntimeError):
-    """The target does not look like the Airflow 3.1 code this bridge was built against."""
-
-
-def _replace(owner: Any, name: str, replacement: Any) -> None:
-    with _lock:
-        key = (id(owner), name)
-        if key in _patches and vars(owner).get(name) is _patches[key][3]:
-            return
-        _patches[key] = (owner, name, vars(owner)[name], replacement)
-        setattr(owner, name, replacement)
-
-
-def is_patched(owner: Any, name: str) -> bool:
-    entry = _patches.get((id(owner), name))
-    return entry is not None and vars(owner).get(name) is entry[3]
-
-
-def restore_all() -> list[str]:
-    """Undo every patch still in place; return what could not be undone (someone wrapped on top)."""
-    left = []
-    with _lock:
-        for key, (owner, name, original, replacement) in list(_patches.items()):
-            if vars(owner).get(name) is replacement:
-                setattr(owner, name, original)
-                del _patches[key]
-            else:
-                left.append(f"{getattr(owner, '__name__', owner)}.{name}")
-        _remove_callback_alias()
-    return left
-
-
-_stats: Any = None
-_no_stats: Any = None
-
-
-def _stat(name: str) -> None:
-    # Airflow's Stats is a no-op unless statsd/otel is configured; never let it fail a read.
-    global _stats, _no_stats
-    try:
-        if _stats is None:
-            from airflow.metrics.base_stats_logger import NoStatsLogger
-            from airflow.stats import Stats
-
-            _stats, _no_stats = Stats, NoStatsLogger
-        # With metrics off (the default) the factory is NoStatsLogger, whose incr does nothing;
-        # Stats' metaclass __getattr__ would take about 1 µs per translated payload to get there.
-        # Read per call, so a factory set later is still honoured.
-        if getattr(type(_stats), "factory", None) is _no_stats:
-            return
-        _stats.incr(f"serde_compat.{name}")
-    except Exception:  # pragma: no cover - metrics must not break deserialization
-        log.debug("could not emit serde_compat.%s", name, exc_info=True)
 
 
 #: True while 3.1 decodes ``trigger.kwargs``: the one column where 3.2.x wrote
@@ -155,8 +84,7 @@ _MAX_LOGGED_FAILURES = 256
 
 
 def _failed(err: UnsupportedPayload) -> None:
-    counts["failed"] = counts.get("failed", 0) + 1
-    _stat("failed")
+    count("failed")
     key = (err.classname, err.reason)
     if key not in _logged_failures and len(_logged_failures) < _MAX_LOGGED_FAILURES:
         _logged_failures.add(key)
@@ -175,7 +103,7 @@ def _translate(payload: Any, convert: Callable[..., Any] = to_legacy) -> Any:
     except UnsupportedPayload as err:
         _failed(err)
         raise
-    _stat("translated")
+    _patching.stat("translated")
     return legacy
 
 
@@ -233,7 +161,7 @@ def _resolve_with_airflow(envelope: dict, path: str) -> Any:
     from airflow.serialization import serde
     from airflow.serialization.serialized_objects import BaseSerialization
 
-    original = _original(serde, "deserialize")
+    original = _patching.original_of(serde, "deserialize")
     classname, version = envelope.get(CLASSNAME), envelope.get(VERSION)
     if safe_name(classname) != classname:
         raise UnsupportedPayload("not a class name", path=path, classname=classname, version=version)
@@ -282,35 +210,21 @@ def _resolve_with_airflow(envelope: dict, path: str) -> Any:
     return check_output(legacy, path=path, classname=classname, version=version)
 
 
-def _original(owner: Any, name: str) -> Any:
-    entry = _patches.get((id(owner), name))
-    return entry[2] if entry is not None else vars(owner)[name]
-
-
 # --- BaseSerialization.deserialize -----------------------------------------------------------
 
 
-def _check_base_serialization(module: Any) -> Callable[..., Any]:
-    base = getattr(module, "BaseSerialization", None)
-    if base is None:
-        raise PatchSkipped(f"{SERIALIZED_OBJECTS} has no BaseSerialization")
-    raw = vars(base).get("deserialize")
-    if not isinstance(raw, classmethod):
-        raise PatchSkipped("BaseSerialization.deserialize is not a classmethod")
-    params = list(inspect.signature(raw.__func__).parameters)
-    if params != ["cls", "encoded_var"]:
-        raise PatchSkipped(f"BaseSerialization.deserialize has parameters {params}, not (cls, encoded_var)")
+def _check_base_serialization(module: Any, original: Callable[..., Any]) -> None:
     from airflow.serialization.enums import Encoding
 
     if (Encoding.TYPE.value, Encoding.VAR.value) != (TYPE, VAR):
         raise PatchSkipped(f"legacy encoding keys are {Encoding.TYPE.value!r}/{Encoding.VAR.value!r}")
+    base = module.BaseSerialization
     # The primitive fast path below copies _is_primitive; only valid while nobody overrides it.
     for obj in vars(module).values():
         if isinstance(obj, type) and issubclass(obj, base) and obj is not base:
             for attr in ("_is_primitive", "_primitive_types", "deserialize"):
                 if attr in vars(obj) and not (attr == "deserialize" and _delegates(obj)):
                     raise PatchSkipped(f"{obj.__name__} overrides {attr}")
-    return raw.__func__
 
 
 def _delegates(cls: type) -> bool:
@@ -349,12 +263,7 @@ def _branches_inlinable(func: Callable[..., Any]) -> bool:
     return True
 
 
-def apply_base_serialization(module: Any) -> bool:
-    """Wrap ``BaseSerialization.deserialize``; return False if it was already wrapped."""
-    base = module.BaseSerialization
-    if is_patched(base, "deserialize"):
-        return False
-    original = _check_base_serialization(module)
+def _base_serialization_deserialize(module: Any, original: Callable[..., Any]) -> Callable[..., Any]:
     inline = _branches_inlinable(original)
 
     def deserialize(cls: Any, encoded_var: Any) -> Any:
@@ -401,31 +310,20 @@ def apply_base_serialization(module: Any) -> bool:
                     raise _decoded_by_31(err) from None
             raise
 
-    deserialize.__wrapped__ = original  # type: ignore[attr-defined]
-    deserialize.__qualname__ = "BaseSerialization.deserialize"
-    deserialize.__doc__ = original.__doc__
-    _replace(base, "deserialize", classmethod(deserialize))
-    return True
+    return deserialize
+
+
+BASE_SERIALIZATION = Patch(
+    SERIALIZED_OBJECTS, "BaseSerialization.deserialize", _base_serialization_deserialize,
+    why="reads 3.2 payloads (translated once at their top) as 3.1's own legacy JSON",
+    descriptor=classmethod, params=("cls", "encoded_var"), check=_check_base_serialization,
+)
 
 
 # --- smart_decode_trigger_kwargs (trigger runner, trigger API views) ----------------------------
 
 
-def apply_smart_decode(module: Any) -> bool:
-    """Hold 3.1's second decode of each trigger kwarg to plain values.
-
-    3.1's trigger runner decodes every kwarg value that is a dict with a ``__type`` key once
-    more (asset-watcher kwargs are encoded twice). After a first decode, such a dict is user
-    data, so one shaped as ``{"__type": "base_trigger", ...}`` would be imported and called.
-    The bridge only lets the envelopes through whose decoders build plain values; any other
-    stays the dict it is, with one ERROR line naming its type.
-    """
-    original = vars(module).get("smart_decode_trigger_kwargs")
-    if not inspect.isfunction(original) or list(inspect.signature(original).parameters) != ["d"]:
-        raise PatchSkipped("serialized_objects.smart_decode_trigger_kwargs is not a (d) function")
-    if is_patched(module, "smart_decode_trigger_kwargs"):
-        return False
-
+def _smart_decode(module: Any, original: Callable[..., Any]) -> Callable[..., Any]:
     def smart_decode_trigger_kwargs(d: Any) -> Any:
         if d.__class__ is not dict or TYPE not in d:
             return original(d)
@@ -444,10 +342,18 @@ def apply_smart_decode(module: Any) -> bool:
             failure = _decoded_by_31(err)
             raise UndecodableTriggerKwargs(f"airflow-serde-compat: a trigger kwarg cannot be decoded ({failure})") from None
 
-    smart_decode_trigger_kwargs.__wrapped__ = original  # type: ignore[attr-defined]
-    smart_decode_trigger_kwargs.__doc__ = original.__doc__
-    _replace(module, "smart_decode_trigger_kwargs", smart_decode_trigger_kwargs)
-    return True
+    return smart_decode_trigger_kwargs
+
+
+SMART_DECODE = Patch(
+    SERIALIZED_OBJECTS, "smart_decode_trigger_kwargs", _smart_decode,
+    why=(
+        "3.1's trigger runner decodes each trigger kwarg once more; after a first decode a dict "
+        "shaped as {'__type': 'base_trigger', ...} is user data and would be imported and called. "
+        "Only envelopes whose decoders build plain values get through (check_output)"
+    ),
+    params=("d",),
+)
 
 
 # --- serde.deserialize (XCom values) ---------------------------------------------------------
@@ -468,22 +374,20 @@ def _uuid(envelope: dict, full: bool) -> Any:
     return value if full else str(value)
 
 
-def apply_serde(module: Any) -> bool:
-    if is_patched(module, "deserialize"):
-        return False
-    original = vars(module)["deserialize"]
-    params = list(inspect.signature(original).parameters)
-    if params[:3] != ["o", "full", "type_hint"]:
-        raise PatchSkipped(f"serde.deserialize has parameters {params}")
-
+def _serde_deserialize(module: Any, original: Callable[..., Any]) -> Callable[..., Any]:
     def deserialize(o: Any, full: bool = True, type_hint: Any = None) -> Any:
         if o.__class__ is dict and o.get(CLASSNAME) == "uuid.UUID" and VERSION in o:
             return _uuid(o, full)
         return original(o, full, type_hint)
 
-    deserialize.__wrapped__ = original  # type: ignore[attr-defined]
-    _replace(module, "deserialize", deserialize)
-    return True
+    return deserialize
+
+
+SERDE = Patch(
+    SERDE_MODULE, "deserialize", _serde_deserialize,
+    why="uuid.UUID XComs (3.2 writes them; 3.1's serde has no deserializer for them)",
+    params=("o", "full", "type_hint"), prefix=True,
+)
 
 
 # --- models.deadline (deadline.callback) -----------------------------------------------------
@@ -523,12 +427,8 @@ def _deadline_callback_kwargs_decoded(o: Any) -> Any:
     return {**o, DATA: {**data, "kwargs": decoded}}
 
 
-def apply_deadline(module: Any) -> bool:
-    if is_patched(module, "deserialize"):
-        return False
-    if "deserialize" not in vars(module):
-        raise PatchSkipped(f"{DEADLINE} does not import serde.deserialize")
-    serde = importlib.import_module(SERDE)  # already imported by the module being patched
+def _deadline_deserialize(module: Any, original: Callable[..., Any]) -> Callable[..., Any]:
+    serde = importlib.import_module(SERDE_MODULE)  # already imported by the module being patched
 
     def deserialize(o: Any, full: bool = True, type_hint: Any = None) -> Any:
         # Looked up per call so the serde patch (uuid) applies, or not once undone.
@@ -539,26 +439,25 @@ def apply_deadline(module: Any) -> bool:
             raise
         return serde.deserialize(o, full, type_hint)
 
-    deserialize.__wrapped__ = vars(module)["deserialize"]  # type: ignore[attr-defined]
-    _replace(module, "deserialize", deserialize)
-    return True
+    return deserialize
+
+
+DEADLINE = Patch(
+    DEADLINE_MODULE, "deserialize", _deadline_deserialize,
+    why="deadline.callback: the 3.2 downgrade nests 3.1 legacy JSON in a serde envelope",
+    params=("o", "full", "type_hint"), prefix=True,
+)
 
 
 # --- DeadlineAlert.deserialize_deadline_alert (serialized_dag.data) -----------------------
 
 
-def apply_deadline_alert(module: Any) -> bool:
+def _deserialize_deadline_alert(module: Any, original: Callable[..., Any]) -> Callable[..., Any]:
     """Accept the JSON strings the 3.2 downgrade wrote for deadline alert fields on SQLite/MySQL.
 
     Migration 0101's downgrade copies ``reference``/``callback`` through an untyped column, so
     outside PostgreSQL they land in ``serialized_dag.data`` as JSON text, not objects.
     """
-    alert = getattr(module, "DeadlineAlert", None)
-    if alert is None or not isinstance(vars(alert).get("deserialize_deadline_alert"), classmethod):
-        raise PatchSkipped("DeadlineAlert.deserialize_deadline_alert is not a classmethod")
-    if is_patched(alert, "deserialize_deadline_alert"):
-        return False
-    original = vars(alert)["deserialize_deadline_alert"].__func__
 
     def deserialize_deadline_alert(cls: Any, encoded_data: dict) -> Any:
         data = encoded_data.get(VAR, encoded_data) if encoded_data.__class__ is dict else None
@@ -570,49 +469,11 @@ def apply_deadline_alert(module: Any) -> bool:
             encoded_data = {TYPE: encoded_data.get(TYPE, "deadline_alert"), VAR: data}
         return original(cls, encoded_data)
 
-    deserialize_deadline_alert.__wrapped__ = original  # type: ignore[attr-defined]
-    _replace(alert, "deserialize_deadline_alert", classmethod(deserialize_deadline_alert))
-    return True
+    return deserialize_deadline_alert
 
 
-# --- airflow.sdk.definitions.callback alias ------------------------------------------------
-
-
-class _CallbackAliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Serves ``airflow.sdk.definitions.callback`` from task-sdk 1.1's ``...deadline``.
-
-    Appended to ``sys.meta_path``, so a task-sdk that has the real module always wins.
-    """
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        if fullname != CALLBACK_ALIAS:
-            return None
-        return importlib.machinery.ModuleSpec(fullname, self)
-
-    def create_module(self, spec: Any) -> Any:
-        return None
-
-    def exec_module(self, module: Any) -> None:
-        source = importlib.import_module(CALLBACK_SOURCE)
-        names = ("Callback", "AsyncCallback", "SyncCallback")
-        for name in names:
-            setattr(module, name, getattr(source, name))
-        module.__all__ = list(names)
-
-
-_alias_finder = _CallbackAliasFinder()
-
-
-def install_callback_alias() -> bool:
-    if _alias_finder in sys.meta_path:
-        return False
-    sys.meta_path.append(_alias_finder)
-    return True
-
-
-def _remove_callback_alias() -> None:
-    if _alias_finder in sys.meta_path:
-        sys.meta_path.remove(_alias_finder)
-    module = sys.modules.get(CALLBACK_ALIAS)
-    if module is not None and getattr(module, "__loader__", None) is _alias_finder:
-        del sys.modules[CALLBACK_ALIAS]
+DEADLINE_ALERT = Patch(
+    SDK_DEADLINE_MODULE, "DeadlineAlert.deserialize_deadline_alert", _deserialize_deadline_alert,
+    why="serialized_dag.data: deadline alert fields the 3.2 downgrade stored as JSON text",
+    descriptor=classmethod,
+)

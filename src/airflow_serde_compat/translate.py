@@ -42,6 +42,7 @@ __all__ = [
     "UnsupportedPayload",
     "check_output",
     "is_legacy_envelope",
+    "legacy_throughout",
     "plain_dict_to_legacy",
     "to_legacy",
 ]
@@ -133,14 +134,6 @@ def safe_name(value: Any, limit: int = 200) -> str:
     return "<not a class name>"
 
 
-def code_names(err: BaseException) -> list[str]:
-    """The quoted names in an ImportError's message shaped like module or class paths: what could
-    not be imported is code, so these may be shown; the rest of the message may not."""
-    import re
-
-    return list(dict.fromkeys(n for n in re.findall(r"['\"]([^'\"]{1,200})['\"]", str(err)) if safe_name(n) == n))
-
-
 def _key(key: Any) -> str:
     # Path segments name kwargs keys; outside data (event payloads) may use anything as a key.
     return key if key.__class__ is str and len(key) <= 64 and key.isidentifier() else "<key>"
@@ -149,6 +142,38 @@ def _key(key: Any) -> str:
 def is_legacy_envelope(node: Any) -> bool:
     """True for a 3.1 ``{"__type": T, "__var": V}`` node (exactly those two keys)."""
     return node.__class__ is dict and len(node) == 2 and TYPE in node and VAR in node
+
+
+def legacy_throughout(payload: Any) -> bool:
+    """True if :func:`to_legacy` finds nothing to translate in ``payload`` (3.1's own data).
+
+    The rule of :meth:`_Translator.top` without building its output: legacy envelopes from the
+    top down, recursing where it recurses. Used by the scan for the common row (most rows are
+    legacy long after the rollback). Past :data:`MAX_DEPTH` it says False, and :func:`to_legacy`
+    gives the verdict.
+    """
+    stack = [(payload, 0)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, depth = pop()
+        cls = node.__class__
+        if cls is dict:
+            if len(node) != 2 or TYPE not in node or VAR not in node or depth > MAX_DEPTH:
+                return False
+            type_, var = node[TYPE], node[VAR]
+            if type_.__class__ is not str or type_ not in LEGACY_TYPES:
+                return False
+            if type_ == "dict" and var.__class__ is dict:
+                for v in var.values():
+                    push((v, depth + 1))
+            elif (type_ == "tuple" or type_ == "set") and var.__class__ is list:
+                push((var, depth + 1))
+        elif cls is list:
+            if depth > MAX_DEPTH:
+                return False
+            for v in node:
+                push((v, depth + 1))
+    return True
 
 
 def to_legacy(

@@ -15,6 +15,16 @@ ROOT = Path(__file__).resolve().parents[2]
 #: The 3.1.x this run reads with (`make test` runs this file under every tested reader).
 CORE = metadata.version("apache-airflow-core")
 
+#: `import airflow`, then the bridge must be active and the serializer wrapped.
+IMPORT_AIRFLOW_AND_CHECK_PATCHED = """\
+import airflow
+import airflow_serde_compat
+from airflow.serialization.serialized_objects import BaseSerialization
+assert airflow_serde_compat.is_active()
+assert hasattr(vars(BaseSerialization)["deserialize"].__func__, "__wrapped__")
+print("ok")
+"""
+
 PROBE = """
 import sys
 from airflow.serialization.serialized_objects import BaseSerialization, SerializedDAG
@@ -159,7 +169,7 @@ class BaseSerialization:
     def deserialize(encoded_var):
         return encoded_var
 fake.BaseSerialization = BaseSerialization
-b._on_serialized_objects(fake)  # the post-import hook, as wrapt would call it
+b.apply_guarded(b._PRIMARY, fake)  # what the post-import hook does
 assert vars(BaseSerialization)["deserialize"].__func__(1) == 1
 print("ok")
 """
@@ -177,7 +187,7 @@ fake = types.ModuleType("airflow.serialization.serialized_objects")
 class BaseSerialization:
     deserialize = None
 fake.BaseSerialization = BaseSerialization
-b._on_serialized_objects(fake)
+b.apply_guarded(b._PRIMARY, fake)
 """,
         check=False,
     )
@@ -198,17 +208,53 @@ def test_airflow_policy_entry_point_activates_from_import_airflow(run_python):
     proc = run_python(
         f"""
 import sys; sys.path.append({site!r})
-import airflow
-import airflow_serde_compat
-from airflow.serialization.serialized_objects import BaseSerialization
-assert airflow_serde_compat.is_active()
-assert hasattr(vars(BaseSerialization)["deserialize"].__func__, "__wrapped__")
-print("ok")
-""",
+{IMPORT_AIRFLOW_AND_CHECK_PATCHED}""",
         env={"AIRFLOW_SERDE_COMPAT": "1"},
         python_args=["-S"],
     )
     assert proc.stdout == "ok\n"
+
+
+def test_pth_in_a_site_processed_before_airflow_waits_quietly_for_the_entry_point(run_python, tmp_path):
+    # A user site (pip install --user) is processed before the interpreter's own site-packages:
+    # there the .pth runs while neither Airflow nor wrapt can be imported yet.
+    early = tmp_path / "user-site"
+    early.mkdir()
+    site = sysconfig.get_paths()["purelib"]
+    (early / "airflow_serde_compat").symlink_to(Path(site) / "airflow_serde_compat")
+    (early / "airflow_serde_compat.pth").write_text((Path(site) / "airflow_serde_compat.pth").read_text())
+    proc = run_python(
+        f"""
+import site, sys
+site.addsitedir({str(early)!r})  # the .pth runs now, with no Airflow and no wrapt on sys.path
+import airflow_serde_compat._bootstrap as b
+assert not b.loaded and not b._enabled, "activated without Airflow"
+assert "wrapt" not in sys.modules
+site.addsitedir({site!r})  # then the interpreter's own site-packages
+{IMPORT_AIRFLOW_AND_CHECK_PATCHED}""",
+        env={"AIRFLOW_SERDE_COMPAT": "1"},
+        python_args=["-S"],
+    )
+    assert proc.stdout == "ok\n"
+    # The one INFO line of an active bridge, and no warning (such as "activation failed").
+    ours = [line for line in proc.stderr.splitlines() if "airflow-serde-compat" in line]
+    assert len(ours) == 1 and "airflow-serde-compat active" in ours[0], proc.stderr
+
+
+def test_with_the_variable_set_the_pth_loads_no_patch_before_airflow_asks(run_python):
+    # Activation registers hooks only: the patch declarations (and the translator) load when
+    # Airflow imports a module they patch.
+    proc = run_python(
+        """
+import sys
+import airflow_serde_compat
+assert airflow_serde_compat.is_active()
+ours = sorted(m for m in sys.modules if m.startswith("airflow_serde_compat."))
+print(ours)
+""",
+        env={"AIRFLOW_SERDE_COMPAT": "1"},
+    )
+    assert proc.stdout == "['airflow_serde_compat._bootstrap', 'airflow_serde_compat._callback_alias', 'airflow_serde_compat._settings']\n"
 
 
 def test_sitecustomize_directory_activates_and_chains_to_the_next_one(run_python, tmp_path):

@@ -45,11 +45,11 @@ def _moment(ts: float, version: int = 2) -> dict:
 
 
 def _isolation_entries():
-    from airflow_serde_compat import isolation, patch
+    from airflow_serde_compat import _patching, isolation
 
     names = {isolation.SQLALCHEMY_UTILS, isolation.TRIGGER, isolation.DAGBAG}
-    return [(key, entry) for key, entry in patch._patches.items()
-            if getattr(entry[0], "__module__", getattr(entry[0], "__name__", "")) in names]
+    return [(e.owner, e.name, e.original, e.ours) for e in _patching._table.values()
+            if e.patch.module in names and e.in_place()]
 
 
 @contextlib.contextmanager
@@ -57,12 +57,12 @@ def _without_isolation():
     """The bridge alone (what users had before #6): isolation patches put back meanwhile."""
     entries = _isolation_entries()
     assert entries, "isolation patches are not installed"
-    for _, (owner, name, original, _replacement) in entries:
+    for owner, name, original, _replacement in entries:
         setattr(owner, name, original)
     try:
         yield
     finally:
-        for _, (owner, name, _original, replacement) in entries:
+        for owner, name, _original, replacement in entries:
             setattr(owner, name, replacement)
 
 
@@ -280,25 +280,25 @@ def test_everything_is_restored_and_re_applied(bridge):
     targets = [(ExtendedJSON, "process_result_value"), (ExtendedJSON, "process_bind_param"),
                (trigger_module, "handle_event_submit"), (Trigger, "_decrypt_kwargs"),
                (Trigger, "submit_failure"), (DBDagBag, "_read_dag")]
-    from airflow_serde_compat import patch
+    from airflow_serde_compat import _patching
 
-    assert all(patch.is_patched(o, n) for o, n in targets)
-    originals = {(o, n): patch._original(o, n) for o, n in targets}
+    assert all(_patching.is_patched(o, n) for o, n in targets)
+    originals = {(o, n): _patching.original_of(o, n, raw=True) for o, n in targets}
     assert airflow_serde_compat.deactivate() == []
     assert all(vars(o)[n] is originals[(o, n)] for o, n in targets)
     assert airflow_serde_compat.activate()
-    assert all(patch.is_patched(o, n) for o, n in targets)
+    assert all(_patching.is_patched(o, n) for o, n in targets)
 
 
 def test_a_changed_target_is_skipped_with_one_warning(bridge, caplog):
     import types
 
-    from airflow_serde_compat import _bootstrap, isolation
+    from airflow_serde_compat import _bootstrap
 
     fake = types.ModuleType("airflow.models.trigger")
     fake.handle_event_submit = lambda event, task_instance, session: None
     with caplog.at_level(logging.WARNING, logger="airflow_serde_compat"):
-        _bootstrap._guarded(isolation.apply_handle_event_submit)(fake)
+        _bootstrap.apply_guarded("airflow_serde_compat.isolation:HANDLE_EVENT_SUBMIT", fake)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "not a singledispatch function" in warnings[0].getMessage()
     assert not hasattr(fake.handle_event_submit, "__wrapped__")
@@ -387,10 +387,8 @@ with create_session() as s:
 # Runs an Airflow command with the bridge but without this module's patches: the "before #6" run.
 WITHOUT_ISOLATION = '''
 import sys
-from airflow_serde_compat import _bootstrap, isolation
-skip = {isolation.SQLALCHEMY_UTILS, isolation.TRIGGER, isolation.DAGBAG}
-hooks = _bootstrap._hooks
-_bootstrap._hooks = lambda: [(n, h) for n, h in hooks() if n not in skip]
+from airflow_serde_compat import _bootstrap
+_bootstrap.HOOKS = tuple(h for h in _bootstrap.HOOKS if not h[1].startswith("airflow_serde_compat.isolation:"))
 assert _bootstrap.activate()
 from airflow.__main__ import main
 sys.argv = ["airflow", *sys.argv[1:]]

@@ -90,6 +90,9 @@ def bridged(stored_text):
 
 @given(kwargs)
 def test_bridge_of_3_2_1_serde_equals_native_3_1_x(writer_321, value):
+    # The writer gets the value as a pickle, and pendulum's pickle drops fold=1 (the second
+    # 01:30 of a DST end, found by hypothesis on Australia/Lord_Howe): both sides take that value.
+    value = pickle.loads(pickle.dumps(value))
     expected = native_31x(value)
     assert bridged(writer_321(value)) == expected
 

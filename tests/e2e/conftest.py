@@ -17,6 +17,7 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import afterlife  # noqa: E402
 import harness  # noqa: E402
+import k8s  # noqa: E402
 
 
 def pytest_configure(config):
@@ -59,6 +60,7 @@ class Runs:
                                  executor=executor)
             if reader == "318" and executor == "local":  # the afterlife phases (issue 11) are written for the 3.1.8 deployment
                 afterlife.attach(s)
+                k8s.attach(s)
             try:
                 s.run()
             except BaseException as e:

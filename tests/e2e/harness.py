@@ -325,6 +325,9 @@ class AirflowSite:
         self.worker_log_port = free_port()
         self.env_overrides: dict[str, str] = {}
         self._logn = 0
+        # Merged last into every component's environment (k8s.py: the KubernetesExecutor's settings;
+        # test_user_site.py: PYTHONUSERBASE); "VIRTUAL_ENV": None removes a key.
+        self.extra_env: dict = {}
 
     def env(self, venv: pathlib.Path, phase: str, bridge: bool) -> dict:
         e = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTHON", "VIRTUAL_ENV"))}
@@ -383,6 +386,11 @@ class AirflowSite:
         e.update(self.env_overrides)
         if bridge:
             e["AIRFLOW_SERDE_COMPAT"] = "1"
+        for k, v in self.extra_env.items():
+            if v is None:
+                e.pop(k, None)
+            else:
+                e[k] = v
         return e
 
     def _logfile(self, name):
@@ -622,6 +630,8 @@ class Scenario:
         # deployment once every task finished; after_reader(scenario) once it stopped, before cleanup.
         self.while_reader_up: list = []
         self.after_reader: list = []
+        # after_downgrade(scenario): right after the downgrade and its snapshot (k8s.py takes its own copies).
+        self.after_downgrade: list = []
 
     # -- helpers
     def _vn(self, name):
@@ -735,6 +745,8 @@ class Scenario:
                 self.facts["scan_after_downgrade"] = self.site.scan(bridge_venv(self._vn(self.reader)))
             except Exception as e:  # the scan tests say what went wrong; the rollback goes on
                 self.facts["scan_after_downgrade"] = {"exit": None, "report": None, "stderr": repr(e)}
+        for hook in self.after_downgrade:
+            self._hook(hook)
 
     def run_post(self):
         site = self.site

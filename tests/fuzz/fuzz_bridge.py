@@ -38,7 +38,7 @@ os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="serde-compat-fuzz
 with atheris.instrument_imports(include=["airflow_serde_compat"]):
     import airflow_serde_compat
     from airflow_serde_compat import isolation, translate
-    from airflow_serde_compat.scan_classify import kwargs_verdict
+    from airflow_serde_compat.scan.classify import kwargs_verdict
     from airflow_serde_compat.translate import OUTPUT_TYPES, UnsupportedPayload, check_output, to_legacy
 
 import gadgets  # noqa: E402

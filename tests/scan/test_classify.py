@@ -9,8 +9,8 @@ from cryptography.fernet import Fernet
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_serde_compat import scan_classify as sc
-from airflow_serde_compat.translate import LEGACY_TYPES, UnsupportedPayload, to_legacy
+from airflow_serde_compat.scan import classify as sc
+from airflow_serde_compat.translate import LEGACY_TYPES, UnsupportedPayload, legacy_throughout, to_legacy
 
 TUPLE = {"__classname__": "builtins.tuple", "__version__": 1, "__data__": [1, 2]}
 
@@ -67,7 +67,7 @@ def test_legacy_fast_path_agrees_with_the_translator(payload: object) -> None:
         translator_says_legacy = not kinds
     except UnsupportedPayload:
         translator_says_legacy = False
-    assert sc._only_legacy(payload, 0) == translator_says_legacy
+    assert legacy_throughout(payload) == translator_says_legacy
     assert "unknown_type" not in LEGACY_TYPES
 
 

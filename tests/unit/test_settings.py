@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 import airflow_serde_compat
-from airflow_serde_compat._bootstrap import _supported
+from airflow_serde_compat._bootstrap import supported
 from airflow_serde_compat._settings import Mode, mode_from_value
 
 
@@ -25,8 +25,8 @@ def test_an_unknown_value_is_off_with_a_warning_naming_it():
     ("version", "ok"),
     [("3.1.8", True), ("3.1.0", True), ("3.1.9rc1", True), ("3.2.1", False), ("3.0.6", False), ("2.10.5", False), ("x", False)],
 )
-def test_only_airflow_core_3_1_is_supported(version, ok):
-    assert _supported(version) is ok
+def test_only_airflow_core_3_1_issupported(version, ok):
+    assert supported(version) is ok
 
 
 def test_public_api_is_small_and_exported():

@@ -2,7 +2,7 @@
 
 Pure: no database and no Airflow import, so every rule here is unit-testable and usable on a
 machine that has either Airflow version (or none) installed. The database side lives in
-:mod:`airflow_serde_compat.scan`.
+:mod:`airflow_serde_compat.scan.database`.
 
 A *verdict* answers the operator's question "does this row still need the bridge?":
 
@@ -29,6 +29,7 @@ from airflow_serde_compat.translate import (
     VAR,
     VERSION,
     UnsupportedPayload,
+    legacy_throughout,
     to_legacy,
 )
 
@@ -50,8 +51,10 @@ __all__ = [
     "fernet_keys_from_text",
     "kwargs_verdict",
     "loads_json",
+    "serialized_dag_parsed",
     "serialized_dag_payload",
     "serialized_dag_verdict",
+    "xcom_parsed",
     "xcom_verdict",
 ]
 
@@ -148,7 +151,7 @@ def kwargs_verdict(payload: Any, *, enum_keys: bool = False) -> Verdict:
     """
     if payload is None:
         return NULL
-    if _only_legacy(payload, 0):
+    if legacy_throughout(payload):
         return LEGACY
     kinds: dict[str, int] = {}
     resolver_classnames: list[str] = []
@@ -177,29 +180,6 @@ def kwargs_verdict(payload: Any, *, enum_keys: bool = False) -> Verdict:
             names,
         )
     return Verdict(Format.SERDE, Bridge.TRANSLATABLE, _kinds(kinds))
-
-
-def _only_legacy(node: Any, depth: int) -> bool:
-    """True if :func:`to_legacy` would find nothing to translate, without building its output.
-
-    The fast path for the common row (most rows are legacy long after the rollback); it
-    follows the translator's rules: known legacy envelopes, recursing where it recurses.
-    """
-    cls = node.__class__
-    if cls is dict:
-        if len(node) != 2 or TYPE not in node or VAR not in node or depth > 100:
-            return False
-        type_, var = node[TYPE], node[VAR]
-        if type_.__class__ is not str or type_ not in LEGACY_TYPES:
-            return False
-        if type_ == "dict" and var.__class__ is dict:
-            return all(_only_legacy(v, depth + 1) for v in var.values())
-        if (type_ == "tuple" or type_ == "set") and var.__class__ is list:
-            return all(_only_legacy(v, depth + 1) for v in var)
-        return True
-    if cls is list:
-        return all(_only_legacy(v, depth + 1) for v in node)
-    return True
 
 
 def _kinds(kinds: dict[str, int], extra: str | None = None) -> tuple[str, ...]:
@@ -332,16 +312,22 @@ def serialized_dag_payload(data: Any, data_compressed: Any) -> tuple[Any, Verdic
 
 
 def serialized_dag_verdict(text: Any) -> Verdict:
-    """Cheap on purpose: serialized DAGs are large, so only rows whose text mentions a 3.2-only
+    return serialized_dag_parsed(text)[0]
+
+
+def serialized_dag_parsed(text: Any) -> tuple[Verdict, Any]:
+    """Verdict and parsed DAG (None if not parsed) for ``serialized_dag.data`` text.
+
+    Cheap on purpose: serialized DAGs are large, so only rows whose text mentions a 3.2-only
     name are parsed, to confirm that the name is a classname/type and not, say, in doc_md."""
     if text is None:
-        return NULL
+        return NULL, None
     raw = text.decode("utf-8", "replace") if isinstance(text, (bytes, bytearray, memoryview)) else text
     if not any(marker in raw for marker in _SERIALIZED_DAG_MARKERS):
-        return LEGACY
+        return LEGACY, None
     payload, failed = _json_or_verdict(bytes(text) if isinstance(text, memoryview) else text)
     if failed is not None:
-        return failed
+        return failed, None
     found: dict[str, None] = {}
     untranslatable: dict[str, None] = {}
 
@@ -377,12 +363,12 @@ def serialized_dag_verdict(text: Any) -> Verdict:
 
     walk(payload, 0)
     if not found:
-        return LEGACY
+        return LEGACY, payload
     if untranslatable:
         # What the bridge cannot help with comes first: it is the classname a failure names.
         names = sorted(found, key=lambda n: n.startswith(CALLBACK_MODULE_PREFIX))
-        return Verdict(Format.SERDE, Bridge.UNTRANSLATABLE, tuple(names), "; ".join(untranslatable))
-    return Verdict(Format.SERDE, Bridge.TRANSLATABLE, tuple(found))
+        return Verdict(Format.SERDE, Bridge.UNTRANSLATABLE, tuple(names), "; ".join(untranslatable)), payload
+    return Verdict(Format.SERDE, Bridge.TRANSLATABLE, tuple(found)), payload
 
 
 # --- xcom.value: read by 3.1's core serde --------------------------------------------------
@@ -391,22 +377,27 @@ _XCOM_MARKER = "uuid.UUID"
 
 
 def xcom_verdict(text: Any) -> Verdict:
+    return xcom_parsed(text)[0]
+
+
+def xcom_parsed(text: Any) -> tuple[Verdict, Any]:
     """XCom values use the same serde in both versions; only ``uuid.UUID`` is new in 3.2.
     Values that do not mention it are not parsed (XComs can be large)."""
     if text is None:
-        return NULL
-    if _XCOM_MARKER not in text:
-        return LEGACY
-    payload, failed = _json_or_verdict(text)
+        return NULL, None
+    raw = text.decode("utf-8", "replace") if isinstance(text, (bytes, bytearray, memoryview)) else text
+    if _XCOM_MARKER not in raw:
+        return LEGACY, None
+    payload, failed = _json_or_verdict(raw)
     if failed is not None:
-        return failed
+        return failed, None
     stack = [payload]
     while stack:
         node = stack.pop()
         if node.__class__ is dict:
             if node.get(CLASSNAME) == _XCOM_MARKER and VERSION in node:
-                return Verdict(Format.SERDE, Bridge.TRANSLATABLE, (_XCOM_MARKER,))
+                return Verdict(Format.SERDE, Bridge.TRANSLATABLE, (_XCOM_MARKER,)), payload
             stack.extend(node.values())
         elif node.__class__ is list:
             stack.extend(node)
-    return LEGACY
+    return LEGACY, payload

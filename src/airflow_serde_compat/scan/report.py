@@ -1,4 +1,4 @@
-"""How a :class:`~airflow_serde_compat.scan.ScanReport` is shown: a text table or JSON.
+"""What a scan found (:class:`ScanReport`) and how it is shown: a text table or JSON.
 
 Both carry counts, classnames, reasons and row identities (DAG/task/run ids, trigger ids):
 never a stored value, a decrypted kwarg or a key.
@@ -8,15 +8,85 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_serde_compat.scan import ScanReport, SourceReport
-from airflow_serde_compat.scan_classify import Bridge, Format
+from airflow_serde_compat.scan.classify import Bridge, Format
+from airflow_serde_compat.scan.columns import StoredColumn
 
-__all__ = ["report_as_dict", "report_as_json", "report_as_text"]
+__all__ = ["ColumnReport", "ScanReport", "report_as_dict", "report_as_json", "report_as_text"]
+
+#: Rows kept per column for the verify listing; the counts are always complete.
+MAX_LISTED_FAILURES = 1000
 
 TOP_HOLDERS = 10
 TEXT_FAILURES = 50
+
+
+@dataclass
+class ColumnReport:
+    """What the scan found in one stored column."""
+
+    column: StoredColumn
+    present: bool = True
+    absent_reason: str | None = None
+    rows: int = 0
+    counts: Counter = field(default_factory=Counter)  # Format and Bridge values -> rows
+    plaintext: int = 0
+    encrypted: int = 0
+    classnames: Counter = field(default_factory=Counter)  # rows in 3.2 format per kind
+    reasons: Counter = field(default_factory=Counter)  # untranslatable/undecodable reasons
+    oldest_serde: dt.datetime | None = None
+    holders: Counter = field(default_factory=Counter)  # (dag_id, task_id) -> 3.2-format rows
+    #: Rows whose holder is named by another table (trigger -> task_instance): key -> 3.2-format rows.
+    holder_keys: Counter = field(default_factory=Counter)
+    verified: int = 0
+    unverified: Counter = field(default_factory=Counter)  # classname -> rows not verifiable here
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    failure_count: int = 0
+
+    @property
+    def serde(self) -> int:
+        return self.counts[Format.SERDE.value]
+
+    @property
+    def undecodable(self) -> int:
+        return self.counts[Format.UNDECODABLE.value]
+
+    def add_failure(self, identity: dict[str, Any], classname: str | None, reason: str) -> None:
+        self.failure_count += 1
+        if len(self.failures) < MAX_LISTED_FAILURES:
+            self.failures.append({"row": identity, "classname": classname, "reason": reason})
+
+
+@dataclass
+class ScanReport:
+    """Everything ``scan`` found; shown by :func:`report_as_text` / :func:`report_as_json`."""
+
+    database: str
+    dialect: str
+    schema_revision: str | None
+    schema_family: str
+    started: dt.datetime
+    columns: list[ColumnReport]
+    verify_mode: str | None = None  # None: no --verify; "airflow-3.1" or "pure"
+    verify_note: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def serde_rows(self) -> int:
+        return sum(s.serde for s in self.columns)
+
+    @property
+    def undecodable_rows(self) -> int:
+        return sum(s.undecodable for s in self.columns)
+
+    @property
+    def exit_code(self) -> int:
+        # Undecodable rows count as "remaining": they may be 3.2 rows we could not read
+        # (e.g. encrypted with a key that was not given), so removing the bridge is not proven safe.
+        return 1 if self.serde_rows or self.undecodable_rows else 0
 
 
 def _age(report: ScanReport, when: dt.datetime | None) -> float | None:
@@ -33,8 +103,8 @@ def _human_age(seconds: float | None) -> str:
     return f"{seconds:.0f}s"
 
 
-def _source_dict(report: ScanReport, s: SourceReport) -> dict[str, Any]:
-    out: dict[str, Any] = {"source": s.source.name, "present": s.present}
+def _column_dict(report: ScanReport, s: ColumnReport) -> dict[str, Any]:
+    out: dict[str, Any] = {"source": s.column.name, "present": s.present}
     if not s.present:
         out["absent_reason"] = s.absent_reason
         return out
@@ -49,7 +119,7 @@ def _source_dict(report: ScanReport, s: SourceReport) -> dict[str, Any]:
         serde_untranslatable=c[Bridge.UNTRANSLATABLE.value],
         undecodable=c[Format.UNDECODABLE.value],
     )
-    if s.source.kind == "trigger_kwargs":
+    if s.column.encrypted:
         out.update(plaintext=s.plaintext, encrypted=s.encrypted)
     out["oldest_serde"] = s.oldest_serde.isoformat() if s.oldest_serde else None
     out["oldest_serde_age_seconds"] = _age(report, s.oldest_serde)
@@ -82,7 +152,7 @@ def report_as_dict(report: ScanReport) -> dict[str, Any]:
         "verify_mode": report.verify_mode,
         "verify_note": report.verify_note,
         "warnings": report.warnings,
-        "sources": [_source_dict(report, s) for s in report.sources],
+        "sources": [_column_dict(report, s) for s in report.columns],
     }
 
 
@@ -109,14 +179,14 @@ def report_as_text(report: ScanReport) -> str:
     ]
     headers = ["source", "rows", "legacy", "3.2", "translatable", "patched-only", "untranslatable", "undecodable", "oldest 3.2"]
     rows = []
-    for s in report.sources:
+    for s in report.columns:
         if not s.present:
-            rows.append([s.source.name, "absent", "", "", "", "", "", "", s.absent_reason or ""])
+            rows.append([s.column.name, "absent", "", "", "", "", "", "", s.absent_reason or ""])
             continue
         c = s.counts
         rows.append(
             [
-                s.source.name,
+                s.column.name,
                 str(s.rows),
                 str(c[Format.LEGACY.value]),
                 str(c[Format.SERDE.value]),
@@ -128,11 +198,11 @@ def report_as_text(report: ScanReport) -> str:
             ]
         )
     out += _table(headers, rows)
-    for s in report.sources:
+    for s in report.columns:
         if not s.present or not (s.serde or s.undecodable or s.encrypted):
             continue
-        out += ["", f"{s.source.name}:"]
-        if s.source.kind == "trigger_kwargs":
+        out += ["", f"{s.column.name}:"]
+        if s.column.encrypted:
             out.append(f"  plaintext rows: {s.plaintext}, Fernet-encrypted rows: {s.encrypted}")
         if s.classnames:
             out.append("  3.2 kinds: " + ", ".join(f"{k} ({n})" for k, n in s.classnames.most_common(12)))
@@ -144,21 +214,21 @@ def report_as_text(report: ScanReport) -> str:
             out.append(f"  held by: {shown}" + (f", and {more} more" if more > 0 else ""))
     if report.verify_mode is not None:
         out += ["", f"verify: {report.verify_note}"]
-        failures = sum(s.failure_count for s in report.sources)
+        failures = sum(s.failure_count for s in report.columns)
         out.append(f"  rows that would still fail: {failures}")
         listed = 0
-        for s in report.sources:
+        for s in report.columns:
             for f in s.failures:
                 if listed >= TEXT_FAILURES:
                     break
                 ident = " ".join(f"{k}={v}" for k, v in f["row"].items())
-                out.append(f"  {s.source.name} [{ident}] {f['classname'] or '-'}: {f['reason']}")
+                out.append(f"  {s.column.name} [{ident}] {f['classname'] or '-'}: {f['reason']}")
                 listed += 1
         if failures > listed:
             out.append(f"  ... {failures - listed} more (use --output json)")
-        for s in report.sources:
+        for s in report.columns:
             for name, n in s.unverified.most_common():
-                out.append(f"  not verifiable here: {s.source.name} {name} ({n} row(s))")
+                out.append(f"  not verifiable here: {s.column.name} {name} ({n} row(s))")
     out.append("")
     if report.exit_code == 0:
         out.append("No row is in the Airflow 3.2 format: the bridge is no longer needed for this database.")

@@ -1,0 +1,187 @@
+"""The stored columns Airflow 3.2 wrote in its own format: one :class:`StoredColumn` each.
+
+An entry says everything a command needs to know about its column, so ``scan`` (and any command
+that rewrites rows later) reads the same rows the same way:
+
+* where it is and how its rows are named (``table``, ``column``, ``identity``, ages, holders);
+* ``decode``: the stored value -> its JSON text (decrypting ``trigger.kwargs``, decompressing
+  ``serialized_dag.data_compressed``), or a verdict when there is none (NULL, not decryptable);
+* ``classify``: JSON text -> (:class:`~airflow_serde_compat.scan.classify.Verdict`, parsed JSON);
+  the parsed value is None for rows that did not need parsing (cheap legacy checks);
+* ``reader``: which Airflow 3.1 reader decodes it in a running component, for ``--verify``.
+
+Pure: no database access and no Airflow import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from airflow_serde_compat.scan.classify import (
+    NULL,
+    TriggerKwargsReader,
+    Verdict,
+    deadline_alert_verdict,
+    deadline_callback_verdict,
+    kwargs_verdict,
+    loads_json,
+    serialized_dag_parsed,
+    serialized_dag_payload,
+    undecodable,
+    xcom_parsed,
+)
+
+__all__ = ["COLUMNS", "HolderLookup", "Reader", "StoredColumn", "TOO_DEEP"]
+
+#: One row nested deeper than a JSON reader follows is that row's problem, not the scan's.
+TOO_DEEP = "nested deeper than Airflow's JSON readers follow"
+
+Decoded = "tuple[str | bytes | None, Verdict | None]"
+Classified = "tuple[Verdict, Any]"
+
+
+class Reader:
+    """The Airflow 3.1 code that decodes a column inside a running component (``--verify``)."""
+
+    BASE_SERIALIZATION = "BaseSerialization.deserialize"
+    TRIGGER_KWARGS = "BaseSerialization.deserialize, as Trigger._decrypt_kwargs calls it"
+    DEADLINE = "airflow.models.deadline.deserialize"
+    SERIALIZED_DAG = "SerializedDAG.from_dict"
+    SERDE = "airflow.serialization.serde.deserialize"
+
+
+@dataclass(frozen=True)
+class HolderLookup:
+    """Where the DAG/task of a row lives when the row itself does not name them."""
+
+    table: str
+    key: str  # column of ``table`` matched against ``row_column``
+    row_column: str
+
+
+@dataclass(frozen=True)
+class StoredColumn:
+    name: str
+    table: str
+    column: str
+    identity: tuple[str, ...]
+    decode: Callable[[Any, Mapping[str, Any], TriggerKwargsReader], Any]
+    classify: Callable[[Any], Any]
+    #: None: the column exists on 3.2 schemas only and no 3.1 component reads it.
+    reader: str | None
+    #: First non-NULL one is the row's age.
+    timestamps: tuple[str, ...] = ()
+    holder_columns: tuple[str, ...] = ("dag_id", "task_id")
+    holder_lookup: HolderLookup | None = None
+    extra_columns: tuple[str, ...] = ()
+    #: Fernet-encrypted by 3.1 (plaintext where 3.2 wrote it): the report counts both.
+    encrypted: bool = False
+    note: str = ""
+
+
+# --- decode: the stored value -> JSON text ------------------------------------------------------
+
+
+def _text(value: Any, row: Mapping[str, Any], reader: TriggerKwargsReader) -> Any:
+    if value is None:
+        return None, NULL
+    if value.__class__ is not str and isinstance(value, (bytes, bytearray, memoryview)):
+        value = bytes(value)
+    return value, None
+
+
+def _trigger_kwargs_text(value: Any, row: Mapping[str, Any], reader: TriggerKwargsReader) -> Any:
+    if value is None:
+        return None, NULL
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        value = bytes(value).decode("utf-8", "replace")
+    return reader.text(value)
+
+
+def _serialized_dag_text(value: Any, row: Mapping[str, Any], reader: TriggerKwargsReader) -> Any:
+    text, failed = serialized_dag_payload(value, row.get("data_compressed"))
+    if failed is None and isinstance(text, memoryview):
+        text = bytes(text)
+    return text, failed
+
+
+# --- classify: JSON text -> verdict and parsed JSON ----------------------------------------------
+
+
+def _parsed(text: Any) -> tuple[Any, Verdict | None]:
+    try:
+        return loads_json(text), None
+    except (ValueError, TypeError, UnicodeDecodeError):
+        # Only the exception type: the messages of some parsers quote the input.
+        return None, undecodable("not valid JSON")
+    except RecursionError:
+        return None, undecodable(TOO_DEEP)
+
+
+def _json(verdict_of: Callable[[Any], Verdict]) -> Callable[[Any], Any]:
+    def classify(text: Any) -> Any:
+        payload, failed = _parsed(text)
+        if failed is not None:
+            return failed, None
+        return verdict_of(payload), payload
+
+    return classify
+
+
+def _trigger_kwargs_verdict(payload: Any) -> Verdict:
+    return kwargs_verdict(payload, enum_keys=True)
+
+
+def _deadline_callback(text: Any) -> Any:
+    payload, failed = _parsed(text)
+    if failed is None and isinstance(payload, str) and payload[:1] == "{":
+        payload, failed = _parsed(payload)  # the SQLite/MySQL downgrade wrote JSON text into JSON
+    if failed is not None:
+        return failed, None
+    return deadline_callback_verdict(payload), payload
+
+
+_next_kwargs = _json(kwargs_verdict)
+_trigger_kwargs = _json(_trigger_kwargs_verdict)
+_deadline_alert = _json(deadline_alert_verdict)
+
+
+_TI_KEY = ("dag_id", "task_id", "run_id", "map_index")
+
+COLUMNS: tuple[StoredColumn, ...] = (
+    StoredColumn(
+        "task_instance.next_kwargs", "task_instance", "next_kwargs", _TI_KEY, _text, _next_kwargs,
+        Reader.BASE_SERIALIZATION, timestamps=("start_date", "queued_dttm", "updated_at"),
+    ),
+    StoredColumn(
+        "task_instance_history.next_kwargs", "task_instance_history", "next_kwargs", (*_TI_KEY, "try_number"),
+        _text, _next_kwargs, Reader.BASE_SERIALIZATION, timestamps=("start_date", "queued_dttm", "updated_at"),
+    ),
+    StoredColumn(
+        "trigger.kwargs", "trigger", "kwargs", ("id", "classpath"), _trigger_kwargs_text, _trigger_kwargs,
+        Reader.TRIGGER_KWARGS, timestamps=("created_date",), holder_columns=(),
+        holder_lookup=HolderLookup("task_instance", "trigger_id", "id"), encrypted=True,
+    ),
+    StoredColumn(
+        "deadline.callback", "deadline", "callback", ("id",), _text, _deadline_callback, Reader.DEADLINE,
+        timestamps=("created_at", "last_updated_at"), holder_columns=(),
+        holder_lookup=HolderLookup("dag_run", "id", "dagrun_id"),
+        note="recreated by the 3.2 -> 3.1.8 downgrade; absent on 3.2 schemas",
+    ),
+    StoredColumn(
+        "deadline_alert.callback_def", "deadline_alert", "callback_def", ("id",), _text, _deadline_alert, None,
+        timestamps=("created_at",), holder_columns=(),
+        holder_lookup=HolderLookup("serialized_dag", "id", "serialized_dag_id"),
+        note="3.2 schemas only: the downgrade copies it into serialized_dag.data",
+    ),
+    StoredColumn(
+        "serialized_dag.data", "serialized_dag", "data", ("dag_id", "id"), _serialized_dag_text,
+        serialized_dag_parsed, Reader.SERIALIZED_DAG, timestamps=("last_updated", "created_at"),
+        holder_columns=("dag_id",), extra_columns=("data_compressed",),
+    ),
+    StoredColumn(
+        "xcom.value", "xcom", "value", (*_TI_KEY, "key"), _text, xcom_parsed, Reader.SERDE,
+        timestamps=("timestamp",),
+    ),
+)
