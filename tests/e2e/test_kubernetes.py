@@ -10,7 +10,6 @@ On two copies of the downgraded DB of the postgres-3.2.1 scenario (k8s.py has th
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
