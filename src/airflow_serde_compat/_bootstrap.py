@@ -41,7 +41,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("airflow.models.dagbag", "airflow_serde_compat.isolation:DAGBAG_READ"),
 )
 #: The patch whose success is announced (the one every 3.2 payload goes through).
-_PRIMARY = "airflow_serde_compat.patch:BASE_SERIALIZATION"
+_PRIMARY = HOOKS[0][1]
 _registered: set[tuple[str, str]] = set()
 
 

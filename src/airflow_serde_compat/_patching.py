@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
-__all__ = ["Patch", "PatchSkipped", "applied", "apply", "count", "counts", "is_patched", "lock", "original_of", "restore_all"]
+__all__ = ["Patch", "PatchSkipped", "apply", "count", "counts", "is_patched", "lock", "original_of", "restore_all"]
 
 log = logging.getLogger("airflow_serde_compat")
 
@@ -35,9 +35,6 @@ counts: dict[str, int] = {}
 
 class PatchSkipped(RuntimeError):
     """The target does not look like the Airflow 3.1 code this bridge was built against."""
-
-
-_DESCRIPTORS = {classmethod: "classmethod", staticmethod: "staticmethod"}
 
 
 @dataclass(eq=False)
@@ -83,7 +80,7 @@ class Patch:
             raise PatchSkipped(f"{self.path} is not defined in {self.module}{where}")
         if self.descriptor is not None:
             if not isinstance(raw, self.descriptor):
-                raise PatchSkipped(f"{self.path} is not a {_DESCRIPTORS[self.descriptor]}")
+                raise PatchSkipped(f"{self.path} is not a {self.descriptor.__name__}")
             func = raw.__func__
         else:
             func = raw
@@ -105,11 +102,6 @@ class Patch:
         except PatchSkipped:
             return False
 
-    def original(self, module: Any) -> Callable[..., Any]:
-        """The function this patch wraps in ``module`` (the current one while not applied)."""
-        owner = self.owner_in(module)
-        return original_of(owner, self.name)
-
     def prepare(self, module: Any) -> Callable[[], None] | None:
         """Check the target and build the replacement; the commit step, or None if in place."""
         if self.is_applied(module):
@@ -126,9 +118,6 @@ class Patch:
             setattr(owner, self.name, ours)
 
         return commit
-
-    def label(self) -> str:
-        return f"{self.module}.{self.path}"
 
 
 @dataclass(frozen=True)
@@ -172,12 +161,6 @@ def original_of(owner: Any, name: str, *, raw: bool = False) -> Any:
     if raw:
         return found
     return found.__func__ if isinstance(found, (classmethod, staticmethod)) else found
-
-
-def applied() -> list[tuple[Patch, Any]]:
-    """(patch, owner) of every patch in place."""
-    with lock:
-        return [(e.patch, e.owner) for e in _table.values() if e.in_place()]
 
 
 def restore_all() -> list[str]:

@@ -51,6 +51,7 @@ __all__ = [
     "fernet_keys_from_text",
     "kwargs_verdict",
     "loads_json",
+    "parsed_json",
     "serialized_dag_parsed",
     "serialized_dag_payload",
     "serialized_dag_verdict",
@@ -122,7 +123,12 @@ def loads_json(text: str | bytes) -> Any:
     return json.loads(text)
 
 
-def _json_or_verdict(text: Any) -> tuple[Any, Verdict | None]:
+#: One row nested deeper than a JSON reader follows is that row's problem, not the scan's.
+TOO_DEEP = "nested deeper than Airflow's JSON readers follow"
+
+
+def parsed_json(text: Any) -> tuple[Any, Verdict | None]:
+    """Parsed JSON, or the verdict for a value that is none (NULL, not JSON, too deep)."""
     if text is None:
         return None, NULL
     try:
@@ -131,7 +137,7 @@ def _json_or_verdict(text: Any) -> tuple[Any, Verdict | None]:
         # Only the exception type: the messages of some parsers quote the input.
         return None, undecodable("not valid JSON")
     except RecursionError:
-        return None, undecodable("nested deeper than Airflow's JSON readers follow")
+        return None, undecodable(TOO_DEEP)
 
 
 def _reason(err: UnsupportedPayload) -> str:
@@ -325,7 +331,7 @@ def serialized_dag_parsed(text: Any) -> tuple[Verdict, Any]:
     raw = text.decode("utf-8", "replace") if isinstance(text, (bytes, bytearray, memoryview)) else text
     if not any(marker in raw for marker in _SERIALIZED_DAG_MARKERS):
         return LEGACY, None
-    payload, failed = _json_or_verdict(bytes(text) if isinstance(text, memoryview) else text)
+    payload, failed = parsed_json(bytes(text) if isinstance(text, memoryview) else text)
     if failed is not None:
         return failed, None
     found: dict[str, None] = {}
@@ -388,7 +394,7 @@ def xcom_parsed(text: Any) -> tuple[Verdict, Any]:
     raw = text.decode("utf-8", "replace") if isinstance(text, (bytes, bytearray, memoryview)) else text
     if _XCOM_MARKER not in raw:
         return LEGACY, None
-    payload, failed = _json_or_verdict(raw)
+    payload, failed = parsed_json(raw)
     if failed is not None:
         return failed, None
     stack = [payload]

@@ -15,8 +15,8 @@ from typing import Any, Iterable, Iterator, Protocol, Sequence
 import sqlalchemy as sa
 
 from airflow_serde_compat._errors import OperatorError, first_line
-from airflow_serde_compat.scan.classify import Bridge, Format, TriggerKwargsReader, Verdict, undecodable
-from airflow_serde_compat.scan.columns import COLUMNS, TOO_DEEP, StoredColumn
+from airflow_serde_compat.scan.classify import TOO_DEEP, Bridge, Format, TriggerKwargsReader, Verdict, undecodable
+from airflow_serde_compat.scan.columns import COLUMNS, StoredColumn
 from airflow_serde_compat.scan.report import ColumnReport, ScanReport
 from airflow_serde_compat.scan.verify import Outcome, Verifier
 
