@@ -108,3 +108,25 @@ def test_verify_reports_carry_no_decrypted_values(sqlite_db, tmp_path):
     report = json.loads(p.stdout if output == "json" else _scan(f"sqlite:///{path}", sqlite_db, "--verify").stdout)
     failed = [r for s in report["sources"] for r in s.get("verify", {}).get("failed_rows", [])]
     assert any("Airflow 3.1 could not build the translated value" in r["reason"] for r in failed), failed
+
+
+def test_a_number_stored_in_a_sqlite_json_column_is_read_as_its_json(sqlite_db, tmp_path):
+    # SQLite gives a JSON column numeric affinity: the XCom value '12345' (what 3.1.8 stores for
+    # `return 12345`) comes back from the driver as the int 12345, and a REAL as a float.
+    path = _copy(sqlite_db, tmp_path)
+    before = json.loads(_scan(f"sqlite:///{path}", sqlite_db).stdout)
+    con = sqlite3.connect(path)
+    legacy = "SELECT rowid FROM xcom WHERE CAST(value AS TEXT) NOT LIKE '%uuid.UUID%' ORDER BY rowid LIMIT 2"
+    first, second = (r[0] for r in con.execute(legacy).fetchall())
+    con.execute("UPDATE xcom SET value = '12345' WHERE rowid = ?", (first,))
+    con.execute("UPDATE xcom SET value = '1.5' WHERE rowid = ?", (second,))
+    con.commit()
+    assert [t for (t,) in con.execute("SELECT typeof(value) FROM xcom WHERE rowid IN (?, ?) ORDER BY rowid",
+                                     (first, second))] == ["integer", "real"]
+    con.close()
+    p = _scan(f"sqlite:///{path}", sqlite_db)
+    assert p.returncode == before["exit_code"], p.stderr
+    after = {s["source"]: s for s in json.loads(p.stdout)["sources"]}["xcom.value"]
+    was = {s["source"]: s for s in before["sources"]}["xcom.value"]
+    assert {k: after[k] for k in ("rows", "legacy", "serde", "undecodable")} == {
+        k: was[k] for k in ("rows", "legacy", "serde", "undecodable")}

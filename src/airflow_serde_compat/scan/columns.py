@@ -15,6 +15,7 @@ Pure: no database access and no Airflow import.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -25,20 +26,15 @@ from airflow_serde_compat.scan.classify import (
     deadline_alert_verdict,
     deadline_callback_verdict,
     kwargs_verdict,
-    loads_json,
+    parsed_json,
     serialized_dag_parsed,
     serialized_dag_payload,
     undecodable,
     xcom_parsed,
 )
 
-__all__ = ["COLUMNS", "HolderLookup", "Reader", "StoredColumn", "TOO_DEEP"]
+__all__ = ["COLUMNS", "HolderLookup", "Reader", "StoredColumn"]
 
-#: One row nested deeper than a JSON reader follows is that row's problem, not the scan's.
-TOO_DEEP = "nested deeper than Airflow's JSON readers follow"
-
-Decoded = "tuple[str | bytes | None, Verdict | None]"
-Classified = "tuple[Verdict, Any]"
 
 
 class Reader:
@@ -83,45 +79,52 @@ class StoredColumn:
 # --- decode: the stored value -> JSON text ------------------------------------------------------
 
 
-def _text(value: Any, row: Mapping[str, Any], reader: TriggerKwargsReader) -> Any:
+def _stored_text(value: Any) -> Any:
+    """(the JSON text a stored value holds, None) or (None, its verdict: NULL or undecodable).
+
+    SQLite gives a JSON column numeric affinity: an XCom whose JSON is ``12345`` or ``1.5`` comes
+    back as an int or float, not text. Such a scalar is its own JSON text; bytes stay bytes.
+    """
     if value is None:
         return None, NULL
-    if value.__class__ is not str and isinstance(value, (bytes, bytearray, memoryview)):
-        value = bytes(value)
-    return value, None
+    if value.__class__ is str:
+        return value, None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value), None
+    if value.__class__ is int:
+        return repr(value), None
+    if value.__class__ is float:
+        return json.dumps(value), None
+    # No driver hands back another type for these columns: named by its type only.
+    return None, undecodable(f"stored as {type(value).__name__}, not JSON text")
+
+
+def _text(value: Any, row: Mapping[str, Any], reader: TriggerKwargsReader) -> Any:
+    return _stored_text(value)
 
 
 def _trigger_kwargs_text(value: Any, row: Mapping[str, Any], reader: TriggerKwargsReader) -> Any:
-    if value is None:
-        return None, NULL
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        value = bytes(value).decode("utf-8", "replace")
-    return reader.text(value)
+    text, failed = _stored_text(value)
+    if failed is not None:
+        return None, failed
+    if text.__class__ is bytes:
+        text = text.decode("utf-8", "replace")
+    return reader.text(text)
 
 
 def _serialized_dag_text(value: Any, row: Mapping[str, Any], reader: TriggerKwargsReader) -> Any:
-    text, failed = serialized_dag_payload(value, row.get("data_compressed"))
-    if failed is None and isinstance(text, memoryview):
-        text = bytes(text)
-    return text, failed
+    text, failed = _stored_text(value)
+    if failed is not None and failed is not NULL:
+        return None, failed
+    return serialized_dag_payload(text, row.get("data_compressed"))
 
 
 # --- classify: JSON text -> verdict and parsed JSON ----------------------------------------------
 
 
-def _parsed(text: Any) -> tuple[Any, Verdict | None]:
-    try:
-        return loads_json(text), None
-    except (ValueError, TypeError, UnicodeDecodeError):
-        # Only the exception type: the messages of some parsers quote the input.
-        return None, undecodable("not valid JSON")
-    except RecursionError:
-        return None, undecodable(TOO_DEEP)
-
-
 def _json(verdict_of: Callable[[Any], Verdict]) -> Callable[[Any], Any]:
     def classify(text: Any) -> Any:
-        payload, failed = _parsed(text)
+        payload, failed = parsed_json(text)
         if failed is not None:
             return failed, None
         return verdict_of(payload), payload
@@ -134,9 +137,9 @@ def _trigger_kwargs_verdict(payload: Any) -> Verdict:
 
 
 def _deadline_callback(text: Any) -> Any:
-    payload, failed = _parsed(text)
+    payload, failed = parsed_json(text)
     if failed is None and isinstance(payload, str) and payload[:1] == "{":
-        payload, failed = _parsed(payload)  # the SQLite/MySQL downgrade wrote JSON text into JSON
+        payload, failed = parsed_json(payload)  # the SQLite/MySQL downgrade wrote JSON text into JSON
     if failed is not None:
         return failed, None
     return deadline_callback_verdict(payload), payload
