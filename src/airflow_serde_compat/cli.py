@@ -63,9 +63,64 @@ def _parser() -> argparse.ArgumentParser:
     scan.add_argument("--output", choices=("table", "json"), default="table", help="output format")
     scan.add_argument("--batch-size", type=int, default=2000, metavar="N", help="rows per fetch (default 2000)")
     scan.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    rewrite = sub.add_parser(
+        "rewrite",
+        help="rewrite the 3.2-format rows into what Airflow 3.1 writes (dry run unless --apply)",
+        description=(
+            "Rewrite every row scan counts as 3.2 format into exactly what the installed Airflow 3.1 "
+            "writes for the same value, so the bridge can be removed. Dry run by default (writes "
+            "nothing). Exit 0: nothing left in the 3.2 format; 1: rows would change or are left; 2: error. "
+            "Needs Airflow 3.1 installed next to it, on the downgraded database, with every scheduler, "
+            "triggerer and dag-processor stopped."
+        ),
+    )
+    _connection_arguments(rewrite)
+    rewrite.add_argument("--apply", action="store_true", help="write the changes (after backing them up)")
+    rewrite.add_argument(
+        "--backup", metavar="FILE",
+        help="JSON-lines file for the original rows (default: airflow-serde-compat-backup-<UTC time>.jsonl; "
+        "a rerun after a crash appends to the same file)",
+    )
+    rewrite.add_argument("--only", metavar="COLUMN", action="append",
+                         help="only this stored column (table.column as scan names it); repeatable")
+    rewrite.add_argument(
+        "--xcom-uuid", choices=("keep", "str"), default="keep",
+        help="uuid.UUID XCom values have no 3.1 encoding: keep them (the bridge stays needed) or store "
+        "the UUID's text (default: keep)",
+    )
+    rewrite.add_argument("--force", action="store_true", help="run although components' heartbeats are recent")
+    rewrite.add_argument("--batch-size", type=int, default=500, metavar="N", help="rows per transaction (default 500)")
+    restore = sub.add_parser(
+        "restore",
+        help="put back every row a rewrite backup file holds, byte-identical",
+        description=(
+            "Put back the original stored values from a `rewrite --apply` backup file. A row that changed "
+            "since the rewrite (a component ran) is left alone and reported. Exit 0: all restored; 1: some "
+            "left; 2: error."
+        ),
+    )
+    restore.add_argument("file", metavar="FILE", help="the backup file rewrite --apply wrote")
+    _connection_arguments(restore, fernet=False)
+    restore.add_argument("--force", action="store_true", help="run although components' heartbeats are recent")
     doctor = sub.add_parser("doctor", help="show how the bridge is set up in this environment")
     doctor.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
+
+
+def _connection_arguments(parser: argparse.ArgumentParser, *, fernet: bool = True) -> None:
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--sql-alchemy-conn", metavar="URL",
+        help=f"database URL (default: ${CONN_ENV}, else Airflow's [database] sql_alchemy_conn)",
+    )
+    if fernet:
+        parser.add_argument(
+            "--fernet-key", metavar="KEYS",
+            help=(f"comma-separated Fernet keys, newest first (default: ${FERNET_ENV}, else Airflow's "
+                  "[core] fernet_key); the first one encrypts the rewritten trigger kwargs, as in Airflow"),
+        )
+    parser.add_argument("--output", choices=("table", "json"), default="table", help="output format")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,6 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "scan":
             return _scan(args)
+        if args.command == "rewrite":
+            return _rewrite(args)
+        if args.command == "restore":
+            return _restore(args)
         return _doctor()
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
@@ -228,6 +287,80 @@ def _scan(args: argparse.Namespace) -> int:
     sys.stdout.write(report_as_json(report) + "\n" if args.output == "json" else report_as_text(report))
     sys.stdout.flush()
     return report.exit_code
+
+
+# --- rewrite / restore -----------------------------------------------------------------------
+
+
+def _require_airflow_31() -> None:
+    from airflow_serde_compat._bootstrap import airflow_core_version, supported
+
+    version = airflow_core_version()
+    if version is None or not supported(version):
+        found = f"apache-airflow-core {version} is installed" if version else "Airflow is not installed"
+        raise CliError(
+            f"rewrite needs the Airflow 3.1.x the database was rolled back to, next to it ({found}): "
+            "run it in the 3.1 image, where the bridge is installed"
+        )
+
+
+def _rewrite(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from airflow_serde_compat.rewrite.database import rewrite_database
+    from airflow_serde_compat.rewrite.report import rewrite_as_json, rewrite_as_text
+    from airflow_serde_compat.rewrite.writers import Airflow31Writer
+    from airflow_serde_compat.scan.classify import fernet_keys_from_text
+    from airflow_serde_compat.scan.columns import COLUMNS
+
+    if args.batch_size < 1:
+        raise CliError("--batch-size must be at least 1")
+    known = {c.name for c in COLUMNS}
+    unknown = sorted(set(args.only or ()) - known)
+    if unknown:
+        raise CliError(f"--only: no stored column {', '.join(unknown)} (one of: {', '.join(sorted(known))})")
+    _require_airflow_31()
+    url = _database_url(args.sql_alchemy_conn)
+    keys = fernet_keys_from_text(_fernet_text(args.fernet_key))
+    backup = args.backup
+    if args.apply and not backup:
+        backup = f"airflow-serde-compat-backup-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}.jsonl"
+    engine = _engine(url)
+    with _airflow_quiet():
+        try:
+            writer = Airflow31Writer(keys, xcom_uuid=args.xcom_uuid)
+        except ValueError as err:
+            raise CliError(str(err)) from None
+    progress = _progress(args)
+    try:
+        with _airflow_quiet():
+            result = rewrite_database(engine, writer=writer, fernet_keys=keys, apply=args.apply, backup_path=backup,
+                                      force=args.force, only=args.only, progress=progress, batch=args.batch_size)
+    finally:
+        if progress is not None:
+            progress.close()
+        engine.dispose()
+    sys.stdout.write(rewrite_as_json(result) + "\n" if args.output == "json" else rewrite_as_text(result))
+    sys.stdout.flush()
+    return result.exit_code
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from airflow_serde_compat.rewrite.database import restore_backup
+    from airflow_serde_compat.rewrite.report import restore_as_json, restore_as_text
+
+    url = _database_url(args.sql_alchemy_conn)
+    engine = _engine(url)
+    progress = _progress(args)
+    try:
+        result = restore_backup(engine, args.file, force=args.force, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+        engine.dispose()
+    sys.stdout.write(restore_as_json(result) + "\n" if args.output == "json" else restore_as_text(result))
+    sys.stdout.flush()
+    return result.exit_code
 
 
 # --- doctor ----------------------------------------------------------------------------------

@@ -74,6 +74,9 @@ class StoredColumn:
     #: Fernet-encrypted by 3.1 (plaintext where 3.2 wrote it): the report counts both.
     encrypted: bool = False
     note: str = ""
+    #: The table's primary key in the 3.1 schema: how ``rewrite`` pages through it and names the
+    #: row it updates (``identity`` is what reports show; it need not be unique on a 3.2 schema).
+    primary_key: tuple[str, ...] = ("id",)
 
 
 # --- decode: the stored value -> JSON text ------------------------------------------------------
@@ -160,6 +163,7 @@ COLUMNS: tuple[StoredColumn, ...] = (
     StoredColumn(
         "task_instance_history.next_kwargs", "task_instance_history", "next_kwargs", (*_TI_KEY, "try_number"),
         _text, _next_kwargs, Reader.BASE_SERIALIZATION, timestamps=("start_date", "queued_dttm", "updated_at"),
+        primary_key=("task_instance_id",),
     ),
     StoredColumn(
         "trigger.kwargs", "trigger", "kwargs", ("id", "classpath"), _trigger_kwargs_text, _trigger_kwargs,
@@ -185,6 +189,6 @@ COLUMNS: tuple[StoredColumn, ...] = (
     ),
     StoredColumn(
         "xcom.value", "xcom", "value", (*_TI_KEY, "key"), _text, xcom_parsed, Reader.SERDE,
-        timestamps=("timestamp",),
+        timestamps=("timestamp",), primary_key=("dag_run_id", "task_id", "map_index", "key"),
     ),
 )

@@ -20,7 +20,7 @@ from airflow_serde_compat.scan.columns import COLUMNS, StoredColumn
 from airflow_serde_compat.scan.report import ColumnReport, ScanReport
 from airflow_serde_compat.scan.verify import Outcome, Verifier
 
-__all__ = ["Progress", "ScanError", "scan_database"]
+__all__ = ["Progress", "ScanError", "as_utc", "revision_warnings", "safe_url", "scan_database", "schema_revision", "table_columns"]
 
 BATCH_ROWS = 2000
 HOLDER_LOOKUP_CHUNK = 500
@@ -41,7 +41,7 @@ class Progress(Protocol):
 # --- schema inspection -----------------------------------------------------------------------
 
 
-def _columns(inspector: Any, table: str) -> set[str] | None:
+def table_columns(inspector: Any, table: str) -> set[str] | None:
     try:
         if not inspector.has_table(table):
             return None
@@ -50,7 +50,7 @@ def _columns(inspector: Any, table: str) -> set[str] | None:
         return None
 
 
-def _schema_revision(conn: sa.Connection, tables: set[str]) -> str | None:
+def schema_revision(conn: sa.Connection, tables: set[str]) -> str | None:
     if "alembic_version" not in tables:
         return None
     try:
@@ -80,7 +80,7 @@ def _partitions(conn: sa.Connection, stmt: Any, batch: int) -> Iterator[Sequence
         result.close()
 
 
-def _as_utc(value: Any) -> dt.datetime | None:
+def as_utc(value: Any) -> dt.datetime | None:
     if value is None:
         return None
     if isinstance(value, str):
@@ -123,16 +123,16 @@ def scan_database(
         tables = set(inspector.get_table_names())
         if not any(c.table in tables for c in columns):
             raise ScanError(
-                f"{_safe_url(engine.url)} has none of the tables to scan "
+                f"{safe_url(engine.url)} has none of the tables to scan "
                 f"({', '.join(sorted({c.table for c in columns}))}): is it the Airflow metadata database?"
             )
-        revision = _schema_revision(conn, tables)
-        warnings = _revision_warnings(revision)
+        revision = schema_revision(conn, tables)
+        warnings = revision_warnings(revision)
         family = "3.2+ (not downgraded yet)" if "deadline_alert" in tables else "3.1"
         for column in columns:
             report = ColumnReport(column)
             reports.append(report)
-            present = _columns(inspector, column.table) if column.table in tables else None
+            present = table_columns(inspector, column.table) if column.table in tables else None
             if present is None:
                 report.present, report.absent_reason = False, f"no table {column.table}"
                 continue
@@ -150,7 +150,7 @@ def scan_database(
             )
         conn.rollback()
     return ScanReport(
-        database=_safe_url(engine.url),
+        database=safe_url(engine.url),
         dialect=engine.dialect.name,
         schema_revision=revision,
         schema_family=family,
@@ -162,7 +162,7 @@ def scan_database(
     )
 
 
-def _revision_warnings(revision: str | None) -> list[str]:
+def revision_warnings(revision: str | None) -> list[str]:
     """Refuse a schema scan cannot vouch for; warn if it is newer than the installed Airflow's.
 
     Counting no 3.2 rows on a database whose schema is unknown would tell the operator the
@@ -194,7 +194,7 @@ def _revision_warnings(revision: str | None) -> list[str]:
     return []
 
 
-def _safe_url(url: sa.URL) -> str:
+def safe_url(url: sa.URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
@@ -289,7 +289,7 @@ def _count_serde(
     if verdict.bridge is not Bridge.TRANSLATABLE and verdict.reason:
         report.reasons[verdict.reason] += 1
     for column in timestamps:
-        when = _as_utc(mapping[column])
+        when = as_utc(mapping[column])
         if when is not None:
             if report.oldest_serde is None or when < report.oldest_serde:
                 report.oldest_serde = when
@@ -319,7 +319,7 @@ def _resolve_holders(conn: sa.Connection, report: ColumnReport, tables: set[str]
     lookup = report.column.holder_lookup
     assert lookup is not None
     keyed = report.holder_keys
-    columns = _columns(inspector, lookup.table) if lookup.table in tables else None
+    columns = table_columns(inspector, lookup.table) if lookup.table in tables else None
     if not columns or lookup.key not in columns:
         for key, n in keyed.items():
             report.holders[(f"{lookup.row_column}={key}",)] += n

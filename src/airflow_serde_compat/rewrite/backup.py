@@ -1,0 +1,146 @@
+"""The backup file of ``rewrite --apply``: every changed row's original stored values, JSON lines.
+
+Line 1 is a header naming the database; each further line is one row::
+
+    {"column": "trigger.kwargs", "table": "trigger", "key": {"id": 7},
+     "before": {"kwargs": "gAAAA..."}, "after": {"kwargs": "<sha256 of the new value>"}}
+
+``key`` names the row as it is *after* the rewrite (for a repaired id, the new id); ``before``
+holds the stored values byte for byte (bytes as ``{"base64": ...}``; trigger kwargs as encrypted
+as they were); ``after`` holds fingerprints of what was written, so ``restore`` only puts a row
+back while it still holds what ``rewrite`` wrote. Lines are appended and fsynced before the
+batch they describe is committed: after a crash the file lists at least every committed change.
+The file is created 0600: it holds 3.2.1's plaintext trigger kwargs where 3.2.1 stored them so.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping
+
+from airflow_serde_compat._errors import OperatorError
+
+__all__ = ["BACKUP_FORMAT", "BackupError", "BackupFile", "Record", "fingerprint", "read_backup"]
+
+BACKUP_FORMAT = "airflow-serde-compat-backup/1"
+
+
+class BackupError(OperatorError):
+    pass
+
+
+@dataclass(frozen=True)
+class Record:
+    column: str
+    table: str
+    key: dict[str, Any]
+    before: dict[str, Any]
+    after: dict[str, str | None]
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"base64": base64.b64encode(bytes(value)).decode("ascii")}
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if value.__class__ is dict and set(value) == {"base64"}:
+        return base64.b64decode(value["base64"])
+    return value
+
+
+def fingerprint(value: Any, *, json_text: bool) -> str | None:
+    """What a stored value is, independent of how the database spells it.
+
+    JSON columns are compared as parsed JSON with sorted keys: PostgreSQL's JSONB hands back its
+    own spelling of the text that was written."""
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+    elif json_text:
+        raw = json.dumps(json.loads(value), sort_keys=True, separators=(",", ":")).encode("utf-8")
+    else:
+        raw = str(value).encode("utf-8")
+    return hashlib.sha256(raw).hexdigest()
+
+
+class BackupFile:
+    """Append-only, fsynced per batch; a rerun after a crash appends to the same file."""
+
+    def __init__(self, path: str, database: str, dialect: str):
+        self.path = path
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError as err:
+            raise BackupError(f"cannot open the backup file {path!r}: {err.strerror}") from None
+        self._file = os.fdopen(fd, "a+", encoding="utf-8")
+        self._file.seek(0)
+        first = self._file.readline()
+        if first:
+            header = _header(first, path)
+            if header.get("database") != database:
+                raise BackupError(
+                    f"{path!r} is the backup of {header.get('database')!r}, not of {database!r}: "
+                    "give another --backup file"
+                )
+        else:
+            header = {"format": BACKUP_FORMAT, "database": database, "dialect": dialect,
+                      "created": dt.datetime.now(dt.timezone.utc).isoformat()}
+            self._file.write(json.dumps(header) + "\n")
+            self.sync()
+        self.records = 0
+
+    def write(self, record: Record) -> None:
+        line = {"column": record.column, "table": record.table, "key": {k: _encode(v) for k, v in record.key.items()},
+                "before": {k: _encode(v) for k, v in record.before.items()}, "after": record.after}
+        self._file.write(json.dumps(line) + "\n")
+        self.records += 1
+
+    def sync(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self.sync()
+        self._file.close()
+
+
+def _header(line: str, path: str) -> Mapping[str, Any]:
+    try:
+        header = json.loads(line)
+    except ValueError:
+        header = None
+    if header.__class__ is not dict or header.get("format") != BACKUP_FORMAT:
+        raise BackupError(f"{path!r} is not an airflow-serde-compat backup file (no {BACKUP_FORMAT} header)")
+    return header
+
+
+def read_backup(path: str) -> tuple[Mapping[str, Any], Iterator[Record]]:
+    """The header and the records; a torn last line (a crash mid-write) is skipped, as its
+    batch was never committed."""
+    try:
+        f = open(path, encoding="utf-8")
+    except OSError as err:
+        raise BackupError(f"cannot read the backup file {path!r}: {err.strerror}") from None
+    header = _header(f.readline(), path)
+
+    def records() -> Iterator[Record]:
+        with f:
+            for number, line in enumerate(f, start=2):
+                if not line.endswith("\n"):
+                    return
+                try:
+                    doc = json.loads(line)
+                    yield Record(doc["column"], doc["table"], {k: _decode(v) for k, v in doc["key"].items()},
+                                 {k: _decode(v) for k, v in doc["before"].items()}, dict(doc["after"]))
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    raise BackupError(f"{path!r} line {number} is not a backup record") from None
+
+    return header, records()

@@ -1,0 +1,389 @@
+"""``rewrite`` and ``restore`` against the metadata database.
+
+``rewrite`` pages through each stored column of :data:`~airflow_serde_compat.scan.columns.COLUMNS`
+by its primary key (a short read, then a short write: SQLite never sees a reader and a writer at
+once), decodes and classifies every row exactly as ``scan`` does, and for each 3.2-format row
+asks the :class:`~airflow_serde_compat.rewrite.writers.Airflow31Writer` for 3.1's stored form.
+With ``apply``, each batch's originals go to the backup file (fsynced) and then the batch is
+updated in its own transaction, each row only if it still holds what was read. A rerun after a
+crash finds converted rows legacy and skips them: nothing is converted twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import sqlalchemy as sa
+
+from airflow_serde_compat._errors import OperatorError, first_line
+from airflow_serde_compat.rewrite.backup import BackupError, BackupFile, Record, fingerprint, read_backup
+from airflow_serde_compat.rewrite.writers import Airflow31Writer, CannotRewrite
+from airflow_serde_compat.scan.classify import TOO_DEEP, Format, TriggerKwargsReader, Verdict, undecodable
+from airflow_serde_compat.scan.columns import COLUMNS, StoredColumn
+from airflow_serde_compat.scan.database import (
+    Progress,
+    as_utc,
+    revision_warnings,
+    safe_url,
+    schema_revision,
+    table_columns,
+)
+
+__all__ = [
+    "ALIVE_WITHIN",
+    "ColumnResult",
+    "RewriteError",
+    "RewriteResult",
+    "live_components",
+    "restore_backup",
+    "rewrite_database",
+]
+
+BATCH_ROWS = 500
+#: A component whose job heartbeat is younger than this is taken to be running.
+ALIVE_WITHIN = dt.timedelta(seconds=120)
+_COMPONENT_JOBS = ("SchedulerJob", "TriggererJob", "DagProcessorJob")
+#: Database columns whose stored value is JSON (compared as parsed JSON, see backup.fingerprint).
+_JSON_COLUMNS = {"next_kwargs", "callback", "data", "value"}
+
+
+class RewriteError(OperatorError):
+    """A problem the operator must fix before anything is written: one line, exit code 2."""
+
+
+@dataclass
+class ColumnResult:
+    column: StoredColumn
+    present: bool = True
+    absent_reason: str = ""
+    rows: int = 0
+    #: Rows in the 3.2 format that have (or, in a dry run, would get) 3.1's stored form.
+    rewritten: list[dict[str, Any]] = field(default_factory=list)
+    #: Rows in the 3.2 format left as they are, with a value-free reason.
+    left: list[tuple[dict[str, Any], str]] = field(default_factory=list)
+    #: Rows that changed between the read and the write (a component ran meanwhile): retried next run.
+    changed_meanwhile: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def reasons(self) -> Counter:
+        return Counter(reason for _, reason in self.left)
+
+
+@dataclass
+class RewriteResult:
+    database: str
+    dialect: str
+    applied: bool
+    backup: str | None
+    columns: list[ColumnResult]
+    warnings: list[str] = field(default_factory=list)
+    forced_past: list[str] = field(default_factory=list)
+
+    @property
+    def remaining(self) -> int:
+        """3.2-format rows still in the database after this run (in a dry run: all of them)."""
+        n = sum(len(c.left) + len(c.changed_meanwhile) for c in self.columns)
+        if not self.applied:
+            n += sum(len(c.rewritten) for c in self.columns)
+        return n
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.remaining else 0
+
+
+def _stored(dialect: str, name: str) -> Any:
+    col = sa.column(name)
+    # JSON(B) as its text, as the scan reads it; LargeBinary and Text as they are.
+    if dialect in ("postgresql", "mysql") and name in _JSON_COLUMNS:
+        return sa.cast(col, sa.Text)
+    return col
+
+
+def live_components(conn: sa.Connection, now: dt.datetime | None = None) -> list[str]:
+    """Scheduler, triggerer and dag-processor jobs of this database with a recent heartbeat."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    job = sa.table("job", sa.column("job_type"), sa.column("hostname"), sa.column("state"),
+                   sa.column("latest_heartbeat"))
+    stmt = sa.select(job.c.job_type, job.c.hostname, job.c.latest_heartbeat).where(
+        job.c.state == "running", job.c.job_type.in_(_COMPONENT_JOBS)
+    )
+    alive = []
+    for job_type, hostname, heartbeat in conn.execute(stmt):
+        when = as_utc(heartbeat)
+        if when is not None and now - when < ALIVE_WITHIN:
+            alive.append(f"{job_type} on {hostname or '?'} (heartbeat {int((now - when).total_seconds())} s ago)")
+    return alive
+
+
+def _check_database(conn: sa.Connection, url: str, force: bool, forced_past: list[str]) -> tuple[set[str], list[str]]:
+    inspector = sa.inspect(conn)
+    tables = set(inspector.get_table_names())
+    if "task_instance" not in tables:
+        raise RewriteError(f"{url} has no task_instance table: is it the Airflow metadata database?")
+    revision = schema_revision(conn, tables)
+    try:
+        warnings = revision_warnings(revision)
+    except OperatorError as err:
+        raise RewriteError(str(err)) from None
+    if warnings or "deadline_alert" in tables:
+        # 3.2's own rows are right for 3.2: rewriting them before the downgrade would break 3.2.
+        raise RewriteError(
+            "the database is not on the installed Airflow 3.1's schema (run `airflow db downgrade -n "
+            "<your 3.1.x> -y` with the newer Airflow first): rewrite writes 3.1's format only"
+        )
+    if "job" in tables:
+        alive = live_components(conn)
+        if alive and not force:
+            raise RewriteError(
+                "Airflow components of this database are running: " + "; ".join(alive)
+                + ". Stop them first (or --force, if those jobs are known to be dead)"
+            )
+        forced_past.extend(alive)
+    return tables, warnings
+
+
+def rewrite_database(
+    engine: sa.Engine,
+    *,
+    writer: Airflow31Writer,
+    fernet_keys: Sequence[str] = (),
+    apply: bool = False,
+    backup_path: str | None = None,
+    force: bool = False,
+    only: Iterable[str] | None = None,
+    progress: Progress | None = None,
+    batch: int = BATCH_ROWS,
+    columns: Iterable[StoredColumn] = COLUMNS,
+) -> RewriteResult:
+    if apply and not backup_path:
+        raise RewriteError("rewrite --apply needs a backup file")
+    try:
+        reader = TriggerKwargsReader(fernet_keys)
+    except ValueError as err:
+        raise RewriteError(str(err)) from None
+    wanted = set(only) if only else None
+    url = safe_url(engine.url)
+    dialect = engine.dialect.name
+    forced_past: list[str] = []
+    with engine.connect() as conn:
+        tables, warnings = _check_database(conn, url, force, forced_past)
+        present = {c.table: table_columns(sa.inspect(conn), c.table) for c in columns if c.table in tables}
+    backup = BackupFile(backup_path, url, dialect) if apply else None
+    results: list[ColumnResult] = []
+    try:
+        for column in columns:
+            if wanted is not None and column.name not in wanted:
+                continue
+            result = ColumnResult(column)
+            results.append(result)
+            names = present.get(column.table)
+            if column.reader is None or not writer.handles(column):
+                result.present, result.absent_reason = False, "not on a 3.1 schema"
+                continue
+            if names is None or column.column not in names:
+                result.present, result.absent_reason = False, f"no column {column.table}.{column.column}"
+                continue
+            _rewrite_column(engine, result, names, reader, writer, backup, progress, batch)
+    except sa.exc.DBAPIError as err:
+        raise RewriteError(f"{url}: {first_line(getattr(err, 'orig', err))}") from err
+    finally:
+        if backup is not None:
+            backup.close()
+    if reader.encrypted and not reader.decrypted:
+        raise RewriteError(
+            "trigger.kwargs has Fernet-encrypted rows and no given key decrypts them "
+            "(check --fernet-key / AIRFLOW__CORE__FERNET_KEY / [core] fernet_key)"
+        )
+    return RewriteResult(url, dialect, apply, backup_path, results, warnings, forced_past)
+
+
+def _key_of(mapping: Any, names: Sequence[str]) -> dict[str, Any]:
+    return {n: (mapping[n] if isinstance(mapping[n], (int, str)) or mapping[n] is None else str(mapping[n]))
+            for n in names}
+
+
+def _rewrite_column(
+    engine: sa.Engine,
+    result: ColumnResult,
+    names: set[str],
+    reader: TriggerKwargsReader,
+    writer: Airflow31Writer,
+    backup: BackupFile | None,
+    progress: Progress | None,
+    batch: int,
+) -> None:
+    column = result.column
+    dialect = engine.dialect.name
+    pk = [c for c in column.primary_key if c in names]
+    if len(pk) != len(column.primary_key):
+        result.present, result.absent_reason = False, f"{column.table} has no primary key {column.primary_key}"
+        return
+    stored_names = [column.column, *[c for c in column.extra_columns if c in names]]
+    identity = [c for c in column.identity if c in names]
+    select_cols = list(dict.fromkeys([*pk, *identity]))
+    table = sa.table(column.table, *[sa.column(c) for c in {*select_cols, *stored_names, "dag_hash"}])
+    pk_cols = [sa.column(c) for c in pk]
+    if progress is not None:
+        with engine.connect() as conn:
+            progress.start(column.name, conn.execute(sa.select(sa.func.count()).select_from(table)).scalar())
+    last: tuple | None = None
+    try:
+        while True:
+            stmt = sa.select(*[_stored(dialect, c).label(c) for c in stored_names],
+                             *[sa.column(c) for c in select_cols]).select_from(table)
+            if last is not None:
+                stmt = stmt.where(sa.tuple_(*pk_cols) > sa.tuple_(*last) if len(pk) > 1 else pk_cols[0] > last[0])
+            stmt = stmt.order_by(*pk_cols).limit(batch)
+            with engine.connect() as conn:
+                rows = conn.execute(stmt).fetchall()
+            if not rows:
+                break
+            last = tuple(rows[-1]._mapping[c] for c in pk)
+            changes = []
+            for row in rows:
+                change = _change_for(row._mapping, column, stored_names, pk, identity, reader, writer, result)
+                if change is not None:
+                    changes.append(change)
+            result.rows += len(rows)
+            if changes and backup is not None:
+                _write_batch(engine, column, changes, backup, result)
+            else:
+                result.rewritten.extend(ident for ident, *_ in changes)
+            if progress is not None:
+                progress.advance(len(rows))
+    finally:
+        if progress is not None:
+            progress.stop()
+
+
+def _change_for(mapping, column, stored_names, pk, identity, reader, writer, result):
+    try:
+        text, verdict = column.decode(mapping[column.column], mapping, reader)
+        payload = None
+        if verdict is None:
+            verdict, payload = column.classify(text)
+    except RecursionError:
+        verdict, payload = undecodable(TOO_DEEP), None
+    if verdict.format is not Format.SERDE:
+        return None
+    ident = _key_of(mapping, identity)
+    if verdict.bridge is not None and verdict.bridge.value == "untranslatable":
+        result.left.append((ident, verdict.reason or "the bridge cannot translate it"))
+        return None
+    try:
+        new = writer.new_values(column, payload, mapping)
+    except CannotRewrite as err:
+        result.left.append((ident, str(err)))
+        return None
+    before = {c: mapping[c] for c in stored_names}
+    if "dag_hash" in new:
+        before["dag_hash"] = None  # read in the write transaction, with the row
+    return ident, _key_of(mapping, pk), before, new
+
+
+def _matches(col: str, value: Any, dialect: str) -> Any:
+    expr = _stored(dialect, col)
+    return expr.is_(None) if value is None else expr == value
+
+
+def _write_batch(engine: sa.Engine, column: StoredColumn, changes: list, backup: BackupFile, result: ColumnResult) -> None:
+    dialect = engine.dialect.name
+    table_name = column.table
+    with engine.begin() as conn:
+        pending = []
+        for ident, key, before, new in changes:
+            if "dag_hash" in before:
+                t = sa.table(table_name, sa.column("dag_hash"), *[sa.column(k) for k in key])
+                before["dag_hash"] = conn.execute(
+                    sa.select(t.c.dag_hash).where(*[sa.column(k) == v for k, v in key.items()])
+                ).scalar()
+            after = {c: fingerprint(v, json_text=c in _JSON_COLUMNS) for c, v in new.items()}
+            record = Record(column.name, table_name, key, before, after)
+            backup.write(record)
+            pending.append((ident, key, before, new))
+        # Every original is on disk before the first row of the batch changes.
+        backup.sync()
+        for ident, key, before, new in pending:
+            cols = {*key, *before, *new}
+            t = sa.table(table_name, *[sa.column(c) for c in cols])
+            where = [sa.column(k) == v for k, v in key.items()]
+            where += [_matches(c, v, dialect) for c, v in before.items() if c != "dag_hash"]
+            done = conn.execute(sa.update(t).where(*where).values(**new)).rowcount
+            (result.rewritten if done == 1 else result.changed_meanwhile).append(ident)
+
+
+# --- restore -----------------------------------------------------------------------------
+
+
+@dataclass
+class RestoreResult:
+    database: str
+    restored: Counter = field(default_factory=Counter)
+    #: (column, key, why): rows that no longer hold what rewrite wrote, left alone.
+    skipped: list[tuple[str, dict, str]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.skipped else 0
+
+
+def restore_backup(engine: sa.Engine, path: str, *, force: bool = False, progress: Progress | None = None) -> RestoreResult:
+    url = safe_url(engine.url)
+    header, records = read_backup(path)
+    if header.get("database") != url:
+        raise BackupError(f"{path!r} is the backup of {header.get('database')!r}, not of {url!r}")
+    result = RestoreResult(url)
+    dialect = engine.dialect.name
+    with engine.connect() as conn:
+        if "job" in set(sa.inspect(conn).get_table_names()):
+            alive = live_components(conn)
+            if alive and not force:
+                raise RewriteError(
+                    "Airflow components of this database are running: " + "; ".join(alive)
+                    + ". Stop them first (or --force, if those jobs are known to be dead)"
+                )
+    if progress is not None:
+        progress.start("restore", None)
+    try:
+        batch: list[Record] = []
+        for record in records:
+            batch.append(record)
+            if len(batch) >= BATCH_ROWS:
+                _restore_batch(engine, batch, dialect, result, progress)
+                batch = []
+        if batch:
+            _restore_batch(engine, batch, dialect, result, progress)
+    except sa.exc.DBAPIError as err:
+        raise RewriteError(f"{url}: {first_line(getattr(err, 'orig', err))}") from err
+    finally:
+        if progress is not None:
+            progress.stop()
+    return result
+
+
+def _restore_batch(engine: sa.Engine, batch: list[Record], dialect: str, result: RestoreResult, progress: Any) -> None:
+    with engine.begin() as conn:
+        for record in batch:
+            cols = {*record.key, *record.before}
+            t = sa.table(record.table, *[sa.column(c) for c in cols])
+            where = [sa.column(k) == v for k, v in record.key.items()]
+            current = conn.execute(
+                sa.select(*[_stored(dialect, c).label(c) for c in record.after]).select_from(t).where(*where)
+            ).fetchone()
+            if current is None:
+                result.skipped.append((record.column, record.key, "the row is gone"))
+                continue
+            now = {c: fingerprint(current._mapping[c], json_text=c in _JSON_COLUMNS) for c in record.after}
+            if now != record.after:
+                # A 3.1 component changed it since (a resumed task cleared next_kwargs, say):
+                # putting the 3.2 value back would undo what 3.1 did.
+                result.skipped.append((record.column, record.key, "changed since the rewrite"))
+                continue
+            conn.execute(sa.update(t).where(*where).values(**record.before))
+            result.restored[record.column] += 1
+    if progress is not None:
+        progress.advance(len(batch))

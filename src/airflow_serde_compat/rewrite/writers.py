@@ -1,0 +1,194 @@
+"""New stored values for 3.2-format rows: the bridge's decode, then Airflow 3.1's own writer.
+
+Each writer turns one row's parsed payload into the column values the installed Airflow 3.1
+would have stored for the same value, and checks the result before anything is written: it
+must classify as legacy (3.1 reads it without the bridge) and read back to the same value.
+Needs an Airflow 3.1 process with the bridge active (:func:`airflow_serde_compat.activate`).
+
+A value a writer cannot produce raises :class:`CannotRewrite` with a value-free reason; the
+row is reported and left as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+import zlib
+from typing import Any, Callable, Mapping, Sequence
+
+from airflow_serde_compat._errors import cause_chain
+from airflow_serde_compat.scan.classify import Format, Verdict
+from airflow_serde_compat.scan.columns import StoredColumn
+from airflow_serde_compat.translate import CLASSNAME, DATA, VERSION
+
+__all__ = ["Airflow31Writer", "CannotRewrite", "XCOM_UUID_CHOICES", "uuids_as_text"]
+
+XCOM_UUID_CHOICES = ("keep", "str")
+
+
+class CannotRewrite(Exception):
+    """One row's value has no 3.1 form this command can vouch for (value-free message)."""
+
+
+def uuids_as_text(node: Any) -> Any:
+    """A serde XCom value with every ``uuid.UUID`` envelope replaced by the UUID's text.
+
+    3.1 has no encoding for ``uuid.UUID`` (3.1.8's serde refuses to write one), so there is no
+    3.1 form of the same value: the text is the one lossless stand-in, and only on request.
+    """
+    cls = node.__class__
+    if cls is list:
+        return [uuids_as_text(v) for v in node]
+    if cls is dict:
+        if node.get(CLASSNAME) == "uuid.UUID" and VERSION in node:
+            data = node.get(DATA)
+            try:
+                return str(uuid.UUID(data)) if data.__class__ is str else str(uuid.UUID(int=data))
+            except (ValueError, TypeError):
+                raise CannotRewrite("uuid.UUID envelope whose data is not a UUID") from None
+        return {k: uuids_as_text(v) for k, v in node.items()}
+    return node
+
+
+def _dumps(value: Any, *, sort_keys: bool = False) -> str:
+    # What SQLAlchemy's JSON type binds for 3.1's columns (no engine json_serializer is set).
+    return json.dumps(value, sort_keys=sort_keys)
+
+
+class Airflow31Writer:
+    """Per stored column, payload -> {database column: new stored value}."""
+
+    def __init__(self, fernet_keys: Sequence[str] = (), *, xcom_uuid: str = "keep"):
+        from airflow_serde_compat import activate
+
+        if xcom_uuid not in XCOM_UUID_CHOICES:
+            raise ValueError(f"xcom_uuid must be one of {XCOM_UUID_CHOICES}")
+        activate(strict=True)
+        from cryptography.fernet import Fernet, MultiFernet
+
+        from airflow.models import deadline
+        from airflow.models.serialized_dag import SerializedDagModel
+        from airflow.sdk.definitions.deadline import DeadlineAlert
+        from airflow.serialization.serialized_objects import BaseSerialization
+
+        # As 3.1's get_fernet(): MultiFernet encrypts with the first key; no key means plaintext.
+        self._fernet = MultiFernet([Fernet(k.encode("utf-8")) for k in fernet_keys]) if fernet_keys else None
+        self._base = BaseSerialization
+        self._deadline = deadline
+        self._alert = DeadlineAlert
+        self._dag_hash = SerializedDagModel.hash
+        self.xcom_uuid = xcom_uuid
+        self._by_name: dict[str, Callable[[StoredColumn, Any, Mapping[str, Any]], dict[str, Any]]] = {
+            "task_instance.next_kwargs": self._next_kwargs,
+            "task_instance_history.next_kwargs": self._next_kwargs,
+            "trigger.kwargs": self._trigger_kwargs,
+            "deadline.callback": self._deadline_callback,
+            "serialized_dag.data": self._serialized_dag,
+            "xcom.value": self._xcom,
+        }
+
+    @property
+    def encrypts(self) -> bool:
+        return self._fernet is not None
+
+    def handles(self, column: StoredColumn) -> bool:
+        return column.name in self._by_name
+
+    def new_values(self, column: StoredColumn, payload: Any, row: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            return self._by_name[column.name](column, payload, row)
+        except CannotRewrite:
+            raise
+        except RecursionError:
+            raise CannotRewrite("nested too deeply") from None
+        except Exception as err:  # noqa: BLE001 - one row's failure is a finding, never a crash
+            raise CannotRewrite(cause_chain(err)) from None
+
+    # --- the columns ---------------------------------------------------------------------
+
+    def _serialize(self, value: Any) -> Any:
+        return self._base.serialize(value)
+
+    def _next_kwargs(self, column: StoredColumn, payload: Any, row: Mapping[str, Any]) -> dict[str, Any]:
+        # TaskInstance.next_kwargs is ExtendedJSON: BaseSerialization.serialize, then JSON.
+        value = self._base.deserialize(payload)
+        text = _dumps(self._serialize(value))
+        self._check(column, text, lambda p: _dumps(self._serialize(self._base.deserialize(p))) == text)
+        return {column.column: text}
+
+    def _trigger_kwargs(self, column: StoredColumn, payload: Any, row: Mapping[str, Any]) -> dict[str, Any]:
+        from airflow_serde_compat.patch import reading_trigger_kwargs
+
+        # Trigger.kwargs -> Trigger.encrypt_kwargs: serialize, json.dumps, Fernet (3.1 always
+        # encrypts when a key is configured, also where 3.2.1 had stored plaintext).
+        with reading_trigger_kwargs():
+            kwargs = self._base.deserialize(payload)
+        if kwargs.__class__ is not dict:
+            raise CannotRewrite(f"trigger kwargs decode to {type(kwargs).__name__}, not a dict")
+        clear = _dumps(self._serialize(kwargs))
+
+        def same(p: Any) -> bool:
+            with reading_trigger_kwargs():
+                return _dumps(self._serialize(self._base.deserialize(p))) == clear
+
+        self._check(column, clear, same)
+        if self._fernet is None:
+            return {column.column: clear}
+        return {column.column: self._fernet.encrypt(clear.encode("utf-8")).decode("utf-8")}
+
+    def _deadline_callback(self, column: StoredColumn, payload: Any, row: Mapping[str, Any]) -> dict[str, Any]:
+        # Deadline._callback = serde.serialize(callback); read with serde.deserialize.
+        if payload.__class__ is str:
+            payload = json.loads(payload)  # the SQLite/MySQL downgrade stored JSON text in JSON
+        callback = self._deadline.deserialize(payload)
+        text = _dumps(self._deadline.serialize(callback))
+        self._check(column, text, lambda p: _dumps(self._deadline.serialize(self._deadline.deserialize(p))) == text)
+        return {column.column: text}
+
+    def _serialized_dag(self, column: StoredColumn, payload: Any, row: Mapping[str, Any]) -> dict[str, Any]:
+        # Only the deadline alerts carry what 3.2's downgrade left (callback module names, fields
+        # stored as JSON text): each is read by the bridge and written by 3.1's
+        # serialize_deadline_alert; the rest of the DAG stays as it is.
+        if payload.__class__ is not dict or payload.get("dag").__class__ is not dict:
+            raise CannotRewrite("serialized DAG without a 'dag' object")
+        dag = payload["dag"]
+        alerts = dag.get("deadline")
+        if alerts is None:
+            raise CannotRewrite("3.2-format parts outside the DAG's deadline alerts")
+
+        def rewritten(alert: Any) -> Any:
+            return json.loads(_dumps(self._alert.deserialize_deadline_alert(alert).serialize_deadline_alert()))
+
+        new_dag = dict(dag)
+        new_dag["deadline"] = [rewritten(a) for a in alerts] if alerts.__class__ is list else rewritten(alerts)
+        data = dict(payload)
+        data["dag"] = new_dag
+        if row.get("data_compressed") is not None:
+            # SerializedDagModel.__init__ with [core] compress_serialized_dags.
+            text = _dumps(data, sort_keys=True)
+            new = {"data": None, "data_compressed": zlib.compress(text.encode("utf-8"))}
+        else:
+            text = _dumps(data)
+            new = {"data": text, "data_compressed": None}
+        self._check(column, text, None)
+        # dag_hash is what 3.1's dag-processor compares against: 3.1's hash of the data it holds.
+        new["dag_hash"] = self._dag_hash(json.loads(text))
+        return new
+
+    def _xcom(self, column: StoredColumn, payload: Any, row: Mapping[str, Any]) -> dict[str, Any]:
+        if self.xcom_uuid != "str":
+            raise CannotRewrite(
+                "uuid.UUID: Airflow 3.1 has no encoding for it (3.1.8 cannot push one); "
+                "--xcom-uuid=str stores the UUID's text, or clear the XCom"
+            )
+        text = _dumps(uuids_as_text(payload))
+        self._check(column, text, None)
+        return {column.column: text}
+
+    def _check(self, column: StoredColumn, text: str, same: Callable[[Any], bool] | None) -> None:
+        """The new value must be legacy throughout and, where it has a 3.1 decoder here, stable."""
+        verdict, parsed = column.classify(text)
+        if not isinstance(verdict, Verdict) or verdict.format is not Format.LEGACY:
+            raise CannotRewrite("Airflow 3.1's writer gives a value that still needs the bridge")
+        if same is not None and not same(json.loads(text) if parsed is None else parsed):
+            raise CannotRewrite("the rewritten value does not read back to the same value")

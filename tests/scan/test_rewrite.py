@@ -1,0 +1,227 @@
+"""``rewrite`` and ``restore`` on real databases: 3.2.1-written rows, downgraded by real Airflow (see conftest).
+
+Dumps are the databases' own (``sqlite3 .dump`` / ``pg_dump``), compared line by line, sorted
+(PostgreSQL moves an updated row to another place in the heap).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import PG_ADMIN_URL, SECRET, BuiltDatabase, _pg_admin, run_cli
+
+pytestmark = pytest.mark.airflow
+
+
+def copy_of(db: BuiltDatabase, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if db.kind == "sqlite":
+        src = db.url.removeprefix("sqlite:///")
+        dst = tmp_path / f"copy-{uuid.uuid4().hex[:8]}.db"
+        shutil.copy(src, dst)
+        return f"sqlite:///{dst}"
+    source = db.url.rsplit("/", 1)[1]
+    name = f"{source}_rw_{uuid.uuid4().hex[:8]}"
+    _pg_admin(f"CREATE DATABASE {name} TEMPLATE {source}")
+    request.addfinalizer(lambda: _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    return f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+
+
+def dump(url: str) -> list[str]:
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+        try:
+            return sorted(conn.iterdump())
+        finally:
+            conn.close()
+    name = url.rsplit("/", 1)[1]
+    out = subprocess.run(["pg_dump", "-h", "127.0.0.1", "-U", "postgres", "--data-only", name],
+                         check=True, stdout=subprocess.PIPE, text=True).stdout
+    # pg_dump >= 15.14 brackets its output with \\restrict <random key> lines
+    return sorted(line for line in out.splitlines() if not line.startswith(("\\restrict", "\\unrestrict")))
+
+
+def rewrite(db: BuiltDatabase, url: str, *extra: str) -> tuple[int, dict, str]:
+    p = run_cli("rewrite", "--sql-alchemy-conn", url, f"--fernet-key={db.keys}", "--output", "json", *extra)
+    assert p.stdout, p.stderr
+    return p.returncode, json.loads(p.stdout), p.stderr
+
+
+def scan(db: BuiltDatabase, url: str) -> tuple[int, dict]:
+    p = run_cli("scan", "--sql-alchemy-conn", url, f"--fernet-key={db.keys}", "--output", "json")
+    assert p.stdout, p.stderr
+    return p.returncode, json.loads(p.stdout)
+
+
+def serde_counts(report: dict) -> dict[str, int]:
+    return {s["source"]: s["serde"] for s in report["sources"] if s.get("present") and s["serde"]}
+
+
+def test_dry_run_writes_nothing_and_names_every_row_it_would_change(built_db, tmp_path, request):
+    url = copy_of(built_db, tmp_path, request)
+    before = dump(url)
+    code, report, err = rewrite(built_db, url)
+    assert code == 1, err
+    assert dump(url) == before
+    assert not report["applied"]
+    _, scanned = scan(built_db, url)
+    for name, n in serde_counts(scanned).items():
+        col = next(c for c in report["columns"] if c["column"] == name)
+        # every 3.2-format row is either named as one to rewrite or as left, with a reason
+        assert len(col["would_rewrite"]) + len(col["left"]) == n, (name, col)
+    text = json.dumps(report)
+    assert SECRET not in text
+
+
+def test_apply_leaves_only_what_31_cannot_hold_and_restore_gives_back_every_byte(built_db, tmp_path, request):
+    url = copy_of(built_db, tmp_path, request)
+    original = dump(url)
+    # what the bridge itself cannot read (scan --verify, through the patched 3.1.8 readers)
+    p = run_cli("scan", "--verify", "--sql-alchemy-conn", url, f"--fernet-key={built_db.keys}", "--output", "json")
+    # (verify also lists the undecodable rows, which are no 3.2 format and never rewritten)
+    unreadable = {s["source"]: s["verify"]["failures"] - s["undecodable"] for s in json.loads(p.stdout)["sources"]
+                  if s.get("verify", {}).get("failures", 0) > s.get("undecodable", 0)}
+    assert unreadable, "the fixture has rows the bridge refuses"
+    backup = tmp_path / "backup.jsonl"
+    code, report, err = rewrite(built_db, url, "--apply", "--backup", str(backup), "--xcom-uuid=str")
+    rewritten = {c["column"]: len(c["rewritten"]) for c in report["columns"] if c.get("rewritten")}
+    assert rewritten, report
+    assert code == 1, (code, err, report)
+    assert {c["column"]: len(c["left"]) for c in report["columns"] if c["left"]} == unreadable, report
+    assert oct(backup.stat().st_mode & 0o777) == "0o600"
+    assert SECRET not in json.dumps(report)
+    # scan agrees: what is left in the 3.2 format is what the bridge could never translate either
+    scan_code, scanned = scan(built_db, url)
+    assert serde_counts(scanned) == unreadable, scanned
+    # a rerun has nothing to do and converts nothing twice
+    code2, report2, _ = rewrite(built_db, url, "--apply", "--backup", str(backup), "--xcom-uuid=str")
+    assert not any(c.get("rewritten") for c in report2["columns"]), report2
+    lines = backup.read_text().splitlines()
+    assert len(lines) == 1 + sum(rewritten.values())
+    # and restore puts every original back, byte for byte
+    p = run_cli("restore", str(backup), "--sql-alchemy-conn", url, "--output", "json")
+    assert p.returncode == 0, p.stderr + p.stdout
+    assert sum(json.loads(p.stdout)["restored"].values()) == sum(rewritten.values())
+    assert dump(url) == original
+
+
+def test_rewritten_rows_read_natively_in_an_unpatched_318(built_db, tmp_path, request):
+    """The oracle is Airflow 3.1.8 itself, without the bridge: it reads every rewritten row to the value
+    the bridge reads from the original row."""
+    url = copy_of(built_db, tmp_path, request)
+    code, report, err = rewrite(built_db, url, "--apply", "--backup", str(tmp_path / "b.jsonl"), "--xcom-uuid=str")
+    script = Path(__file__).with_name("read_natively.py")
+    env = {"AIRFLOW__CORE__FERNET_KEY": built_db.keys}
+    natively = subprocess.run([_python(), str(script), url], env={**_clean_env(), **env},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert natively.returncode == 0, natively.stderr[-3000:]
+    native = json.loads(natively.stdout.splitlines()[-1])
+    original_url = built_db.url
+    bridged = subprocess.run([_python(), str(script), original_url], env={**_clean_env(), **env, "AIRFLOW_SERDE_COMPAT": "1"},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert bridged.returncode == 0, bridged.stderr[-3000:]
+    via_bridge = json.loads(bridged.stdout.splitlines()[-1])
+    # what the bridge cannot read was left as it is, and is all 3.1.8 cannot read now
+    only_native = sorted(set(native["failed"]) - set(via_bridge["failed"]))
+    only_bridge = sorted(set(via_bridge["failed"]) - set(native["failed"]))
+    assert not only_native and not only_bridge, f"3.1.8 alone fails on {only_native}; only the bridge on {only_bridge}"
+    assert native["values"].keys() == via_bridge["values"].keys()
+    changed = {k for k in native["values"] if native["values"][k] != via_bridge["values"][k]}
+    # --xcom-uuid=str: the one deliberate change of value (type uuid.UUID -> its text)
+    assert all(k.startswith("xcom ") and "UUID(" in via_bridge["values"][k] for k in changed), {k: (native["values"][k], via_bridge["values"][k]) for k in changed}
+    assert len(native["values"]) > 10
+
+
+def _python() -> str:
+    import sys
+
+    return sys.executable
+
+
+def _clean_env() -> dict[str, str]:
+    from conftest import SRC
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env["PYTHONPATH"] = SRC
+    return env
+
+
+def test_refuses_while_a_scheduler_heartbeats_unless_forced(built_db, tmp_path, request):
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    url = copy_of(built_db, tmp_path, request)
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO job (job_type, state, hostname, latest_heartbeat, start_date) "
+            "VALUES ('SchedulerJob', 'running', 'sched-0', :hb, :hb)"
+        ), {"hb": dt.datetime.now(dt.timezone.utc)})
+    engine.dispose()
+    before = dump(url)
+    p = run_cli("rewrite", "--apply", "--backup", str(tmp_path / "b.jsonl"), "--sql-alchemy-conn", url,
+                f"--fernet-key={built_db.keys}")
+    assert p.returncode == 2 and "SchedulerJob on sched-0" in p.stderr and "--force" in p.stderr, p.stderr
+    assert dump(url) == before
+    code, report, err = rewrite(built_db, url, "--apply", "--backup", str(tmp_path / "b.jsonl"), "--force")
+    assert any(c.get("rewritten") for c in report["columns"]) and report["forced_past"], report
+
+
+def test_a_kill_9_mid_rewrite_then_a_rerun_ends_where_one_run_ends(sqlite_db, tmp_path, request):
+    """SIGKILL once the backup holds some rows (batch size 1: a kill lands between a batch's backup and
+    its commit, or between batches); the rerun appends to the same backup and finishes the job."""
+    whole = copy_of(sqlite_db, tmp_path, request)
+    code, _, err = rewrite(sqlite_db, whole, "--apply", "--backup", str(tmp_path / "whole.jsonl"), "--xcom-uuid=str")
+    killed = copy_of(sqlite_db, tmp_path, request)
+    original = dump(killed)
+    backup = tmp_path / "killed.jsonl"
+    from conftest import SRC
+
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}, "PYTHONPATH": SRC}
+    proc = subprocess.Popen(
+        [_python(), "-m", "airflow_serde_compat", "rewrite", "--apply", "--batch-size", "1", "--backup", str(backup),
+         "--sql-alchemy-conn", killed, f"--fernet-key={sqlite_db.keys}", "--xcom-uuid=str"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if backup.exists() and len(backup.read_text().splitlines()) >= 4:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the rewrite finished before it could be killed"
+    code, report, err = rewrite(sqlite_db, killed, "--apply", "--backup", str(backup), "--xcom-uuid=str")
+    assert _normalized(dump(killed), sqlite_db) == _normalized(dump(whole), sqlite_db)
+    p = run_cli("restore", str(backup), "--sql-alchemy-conn", killed)
+    assert p.returncode == 0, p.stderr + p.stdout
+    assert dump(killed) == original
+
+
+def _normalized(lines: list[str], db: BuiltDatabase) -> list[str]:
+    """Fernet tokens differ on every encryption (IV, timestamp): compare trigger rows by plaintext."""
+    from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+    fernet = MultiFernet([Fernet(k.encode()) for k in db.keys.split(",")])
+
+    def clear(part: str) -> str:
+        try:
+            return "decrypted:" + fernet.decrypt(part.encode()).decode()
+        except InvalidToken:  # the fixture's foreign-key and broken tokens stay as they are
+            return part
+
+    out = []
+    for line in lines:
+        if line.startswith('INSERT INTO "trigger"'):
+            line = "'".join(clear(p) if p.startswith("gAAAA") else p for p in line.split("'"))
+        out.append(line)
+    return sorted(out)
