@@ -18,6 +18,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import afterlife  # noqa: E402
 import harness  # noqa: E402
 import k8s  # noqa: E402
+import way_out  # noqa: E402
 
 
 def pytest_configure(config):
@@ -61,6 +62,7 @@ class Runs:
             if reader == "318" and executor == "local":  # the afterlife phases (issue 11) are written for the 3.1.8 deployment
                 afterlife.attach(s)
                 k8s.attach(s)
+                way_out.attach(s)
             try:
                 s.run()
             except BaseException as e:
