@@ -76,7 +76,8 @@ def test_dry_run_writes_nothing_and_names_every_row_it_would_change(built_db, tm
     for name, n in serde_counts(scanned).items():
         col = next(c for c in report["columns"] if c["column"] == name)
         # every 3.2-format row is either named as one to rewrite or as left, with a reason
-        assert len(col["would_rewrite"]) + len(col["left"]) == n, (name, col)
+        assert col["would_rewrite"] + col["left"] == n, (name, col)
+        assert len(col["would_rewrite_rows"]) == col["would_rewrite"] and len(col["left_rows"]) == col["left"]
     text = json.dumps(report)
     assert SECRET not in text
 
@@ -92,10 +93,10 @@ def test_apply_leaves_only_what_31_cannot_hold_and_restore_gives_back_every_byte
     assert unreadable, "the fixture has rows the bridge refuses"
     backup = tmp_path / "backup.jsonl"
     code, report, err = rewrite(built_db, url, "--apply", "--backup", str(backup), "--xcom-uuid=str")
-    rewritten = {c["column"]: len(c["rewritten"]) for c in report["columns"] if c.get("rewritten")}
+    rewritten = {c["column"]: c["rewritten"] for c in report["columns"] if c.get("rewritten")}
     assert rewritten, report
     assert code == 1, (code, err, report)
-    assert {c["column"]: len(c["left"]) for c in report["columns"] if c["left"]} == unreadable, report
+    assert {c["column"]: c["left"] for c in report["columns"] if c["left"]} == unreadable, report
     assert oct(backup.stat().st_mode & 0o777) == "0o600"
     assert SECRET not in json.dumps(report)
     # scan agrees: what is left in the 3.2 format is what the bridge could never translate either

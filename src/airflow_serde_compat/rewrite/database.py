@@ -54,22 +54,42 @@ class RewriteError(OperatorError):
     """A problem the operator must fix before anything is written: one line, exit code 2."""
 
 
+#: Row identities kept per column and kind for the report (the backup file lists every changed row).
+LISTED_ROWS = 10_000
+
+
 @dataclass
 class ColumnResult:
     column: StoredColumn
     present: bool = True
     absent_reason: str = ""
     rows: int = 0
-    #: Rows in the 3.2 format that have (or, in a dry run, would get) 3.1's stored form.
-    rewritten: list[dict[str, Any]] = field(default_factory=list)
-    #: Rows in the 3.2 format left as they are, with a value-free reason.
-    left: list[tuple[dict[str, Any], str]] = field(default_factory=list)
-    #: Rows that changed between the read and the write (a component ran meanwhile): retried next run.
-    changed_meanwhile: list[dict[str, Any]] = field(default_factory=list)
+    #: Rows in the 3.2 format that got (in a dry run: would get) 3.1's stored form.
+    rewritten: int = 0
+    #: Rows in the 3.2 format left as they are, with a value-free reason each.
+    left: int = 0
+    #: Rows that changed between the read and the write (a component ran meanwhile): a rerun retries them.
+    changed_meanwhile: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    rewritten_rows: list[dict[str, Any]] = field(default_factory=list)
+    left_rows: list[tuple[dict[str, Any], str]] = field(default_factory=list)
+    changed_rows: list[dict[str, Any]] = field(default_factory=list)
 
-    @property
-    def reasons(self) -> Counter:
-        return Counter(reason for _, reason in self.left)
+    def add_rewritten(self, ident: dict[str, Any]) -> None:
+        self.rewritten += 1
+        if len(self.rewritten_rows) < LISTED_ROWS:
+            self.rewritten_rows.append(ident)
+
+    def add_left(self, ident: dict[str, Any], reason: str) -> None:
+        self.left += 1
+        self.reasons[reason] += 1
+        if len(self.left_rows) < LISTED_ROWS:
+            self.left_rows.append((ident, reason))
+
+    def add_changed(self, ident: dict[str, Any]) -> None:
+        self.changed_meanwhile += 1
+        if len(self.changed_rows) < LISTED_ROWS:
+            self.changed_rows.append(ident)
 
 
 @dataclass
@@ -85,9 +105,9 @@ class RewriteResult:
     @property
     def remaining(self) -> int:
         """3.2-format rows still in the database after this run (in a dry run: all of them)."""
-        n = sum(len(c.left) + len(c.changed_meanwhile) for c in self.columns)
+        n = sum(c.left + c.changed_meanwhile for c in self.columns)
         if not self.applied:
-            n += sum(len(c.rewritten) for c in self.columns)
+            n += sum(c.rewritten for c in self.columns)
         return n
 
     @property
@@ -252,7 +272,8 @@ def _rewrite_column(
             if changes and backup is not None:
                 _write_batch(engine, column, changes, backup, result)
             else:
-                result.rewritten.extend(ident for ident, *_ in changes)
+                for ident, *_ in changes:
+                    result.add_rewritten(ident)
             if progress is not None:
                 progress.advance(len(rows))
     finally:
@@ -272,12 +293,12 @@ def _change_for(mapping, column, stored_names, pk, identity, reader, writer, res
         return None
     ident = _key_of(mapping, identity)
     if verdict.bridge is not None and verdict.bridge.value == "untranslatable":
-        result.left.append((ident, verdict.reason or "the bridge cannot translate it"))
+        result.add_left(ident, verdict.reason or "the bridge cannot translate it")
         return None
     try:
         new = writer.new_values(column, payload, mapping)
     except CannotRewrite as err:
-        result.left.append((ident, str(err)))
+        result.add_left(ident, str(err))
         return None
     before = {c: mapping[c] for c in stored_names}
     if "dag_hash" in new:
@@ -313,7 +334,7 @@ def _write_batch(engine: sa.Engine, column: StoredColumn, changes: list, backup:
             where = [sa.column(k) == v for k, v in key.items()]
             where += [_matches(c, v, dialect) for c, v in before.items() if c != "dag_hash"]
             done = conn.execute(sa.update(t).where(*where).values(**new)).rowcount
-            (result.rewritten if done == 1 else result.changed_meanwhile).append(ident)
+            (result.add_rewritten if done == 1 else result.add_changed)(ident)
 
 
 # --- restore -----------------------------------------------------------------------------

@@ -33,8 +33,15 @@ def rewrite_as_json(result: RewriteResult) -> str:
                 **({"absent_reason": c.absent_reason} if not c.present else {}),
                 "rows": c.rows,
                 ("rewritten" if result.applied else "would_rewrite"): c.rewritten,
-                "left": [{"row": ident, "reason": reason} for ident, reason in c.left],
+                "left": c.left,
                 "changed_meanwhile": c.changed_meanwhile,
+                "reasons": dict(c.reasons.most_common()),
+                # every row up to LISTED_ROWS per list (the backup file lists every changed row)
+                ("rewritten_rows" if result.applied else "would_rewrite_rows"): c.rewritten_rows,
+                "left_rows": [{"row": ident, "reason": reason} for ident, reason in c.left_rows],
+                "changed_rows": c.changed_rows,
+                "rows_truncated": (c.rewritten > len(c.rewritten_rows) or c.left > len(c.left_rows)
+                                   or c.changed_meanwhile > len(c.changed_rows)),
             }
             for c in result.columns
         ],
@@ -53,18 +60,18 @@ def rewrite_as_text(result: RewriteResult) -> str:
         if not c.present:
             lines.append(f"\n{c.column.name}: skipped ({c.absent_reason})")
             continue
-        lines.append(f"\n{c.column.name}: {c.rows} rows read, {len(c.rewritten)} {verb}, "
-                     f"{len(c.left)} left in the 3.2 format"
-                     + (f", {len(c.changed_meanwhile)} changed while running (rerun)" if c.changed_meanwhile else ""))
-        for ident in c.rewritten[:SHOWN_ROWS]:
+        lines.append(f"\n{c.column.name}: {c.rows} rows read, {c.rewritten} {verb}, "
+                     f"{c.left} left in the 3.2 format"
+                     + (f", {c.changed_meanwhile} changed while running (rerun)" if c.changed_meanwhile else ""))
+        for ident in c.rewritten_rows[:SHOWN_ROWS]:
             lines.append(f"  {verb}: {_ident(ident)}")
-        if len(c.rewritten) > SHOWN_ROWS:
-            lines.append(f"  ... and {len(c.rewritten) - SHOWN_ROWS} more (--output json lists every row)")
-        for ident, reason in c.left[:SHOWN_ROWS]:
+        if c.rewritten > SHOWN_ROWS:
+            lines.append(f"  ... and {c.rewritten - SHOWN_ROWS} more (--output json lists them)")
+        for ident, reason in c.left_rows[:SHOWN_ROWS]:
             lines.append(f"  left: {_ident(ident)}: {reason}")
-        if len(c.left) > SHOWN_ROWS:
-            lines.append(f"  ... and {len(c.left) - SHOWN_ROWS} more left (--output json lists every row)")
-        for ident in c.changed_meanwhile[:SHOWN_ROWS]:
+        if c.left > SHOWN_ROWS:
+            lines.append(f"  ... and {c.left - SHOWN_ROWS} more left (--output json lists them)")
+        for ident in c.changed_rows[:SHOWN_ROWS]:
             lines.append(f"  changed while running, not rewritten: {_ident(ident)}")
     lines.append("")
     if result.remaining == 0:
