@@ -117,7 +117,7 @@ def pristine_run(s: harness.Scenario) -> None:
             facts.setdefault("states", site.ti_states())
             facts["log_crashes"] = {c.name: len(harness.CRASH_RE.findall(pathlib.Path(c.log).read_text(errors="replace")))
                                     for c in cs}
-            facts["active_line"] = any("airflow-serde-compat" in pathlib.Path(c.log).read_text(errors="replace")
+            facts["active_line"] = any("airflow-serde-compat active" in pathlib.Path(c.log).read_text(errors="replace")
                                        for c in cs)
             site.stop_all()
             site.wait_port_free()

@@ -65,10 +65,24 @@ def fingerprint(value: Any, *, json_text: bool) -> str | None:
     if isinstance(value, (bytes, bytearray, memoryview)):
         raw = bytes(value)
     elif json_text:
-        raw = json.dumps(json.loads(value), sort_keys=True, separators=(",", ":")).encode("utf-8")
+        raw = _canonical_json(value)
     else:
         raw = str(value).encode("utf-8")
     return hashlib.sha256(raw).hexdigest()
+
+
+try:  # orjson is a dependency; the stdlib does the same, slower
+    import orjson
+
+    def _canonical_json(text: Any) -> bytes:
+        try:
+            return orjson.dumps(orjson.loads(text), option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONDecodeError:  # integers beyond 64 bits: decided by the text, on both sides
+            return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":")).encode("utf-8")
+except ImportError:  # pragma: no cover - depends on the environment
+
+    def _canonical_json(text: Any) -> bytes:
+        return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
 class BackupFile:

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from airflow_serde_compat._errors import OperatorError, first_line
 from airflow_serde_compat.rewrite.backup import BackupError, BackupFile, Record, fingerprint, read_backup
 from airflow_serde_compat.rewrite.writers import Airflow31Writer, CannotRewrite
-from airflow_serde_compat.scan.classify import TOO_DEEP, Format, TriggerKwargsReader, Verdict, undecodable
+from airflow_serde_compat.scan.classify import TOO_DEEP, Bridge, Format, TriggerKwargsReader, Verdict, undecodable
 from airflow_serde_compat.scan.columns import COLUMNS, StoredColumn
 from airflow_serde_compat.scan.database import (
     Progress,
@@ -191,7 +191,11 @@ def rewrite_database(
     forced_past: list[str] = []
     with engine.connect() as conn:
         tables, warnings = _check_database(conn, url, force, forced_past)
-        present = {c.table: table_columns(sa.inspect(conn), c.table) for c in columns if c.table in tables}
+        inspector = sa.inspect(conn)
+        present = {c.table: table_columns(inspector, c.table) for c in columns if c.table in tables}
+        # PostgreSQL's bulk update casts its VALUES to the columns' own types.
+        types = {c.table: {col["name"].lower(): col["type"] for col in inspector.get_columns(c.table)}
+                 for c in columns if c.table in tables} if dialect == "postgresql" else {}
     backup = BackupFile(backup_path, url, dialect) if apply else None
     results: list[ColumnResult] = []
     try:
@@ -207,7 +211,7 @@ def rewrite_database(
             if names is None or column.column not in names:
                 result.present, result.absent_reason = False, f"no column {column.table}.{column.column}"
                 continue
-            _rewrite_column(engine, result, names, reader, writer, backup, progress, batch)
+            _rewrite_column(engine, result, names, types.get(column.table, {}), reader, writer, backup, progress, batch)
     except sa.exc.DBAPIError as err:
         raise RewriteError(f"{url}: {first_line(getattr(err, 'orig', err))}") from err
     finally:
@@ -230,6 +234,7 @@ def _rewrite_column(
     engine: sa.Engine,
     result: ColumnResult,
     names: set[str],
+    types: dict[str, Any],
     reader: TriggerKwargsReader,
     writer: Airflow31Writer,
     backup: BackupFile | None,
@@ -270,7 +275,7 @@ def _rewrite_column(
                     changes.append(change)
             result.rows += len(rows)
             if changes and backup is not None:
-                _write_batch(engine, column, changes, backup, result)
+                _write_batch(engine, column, changes, backup, result, types)
             else:
                 for ident, *_ in changes:
                     result.add_rewritten(ident)
@@ -292,11 +297,12 @@ def _change_for(mapping, column, stored_names, pk, identity, reader, writer, res
     if verdict.format is not Format.SERDE:
         return None
     ident = _key_of(mapping, identity)
-    if verdict.bridge is not None and verdict.bridge.value == "untranslatable":
+    if verdict.bridge is Bridge.UNTRANSLATABLE:
         result.add_left(ident, verdict.reason or "the bridge cannot translate it")
         return None
     try:
-        new = writer.new_values(column, payload, mapping)
+        new = writer.new_values(column, payload, mapping,
+                                read_back=verdict.bridge is not Bridge.TRANSLATABLE)
     except CannotRewrite as err:
         result.add_left(ident, str(err))
         return None
@@ -311,11 +317,12 @@ def _matches(col: str, value: Any, dialect: str) -> Any:
     return expr.is_(None) if value is None else expr == value
 
 
-def _write_batch(engine: sa.Engine, column: StoredColumn, changes: list, backup: BackupFile, result: ColumnResult) -> None:
+def _write_batch(
+    engine: sa.Engine, column: StoredColumn, changes: list, backup: BackupFile, result: ColumnResult, types: dict
+) -> None:
     dialect = engine.dialect.name
     table_name = column.table
     with engine.begin() as conn:
-        pending = []
         for ident, key, before, new in changes:
             if "dag_hash" in before:
                 t = sa.table(table_name, sa.column("dag_hash"), *[sa.column(k) for k in key])
@@ -323,18 +330,49 @@ def _write_batch(engine: sa.Engine, column: StoredColumn, changes: list, backup:
                     sa.select(t.c.dag_hash).where(*[sa.column(k) == v for k, v in key.items()])
                 ).scalar()
             after = {c: fingerprint(v, json_text=c in _JSON_COLUMNS) for c, v in new.items()}
-            record = Record(column.name, table_name, key, before, after)
-            backup.write(record)
-            pending.append((ident, key, before, new))
+            backup.write(Record(column.name, table_name, key, before, after))
         # Every original is on disk before the first row of the batch changes.
         backup.sync()
-        for ident, key, before, new in pending:
+        single = all(list(new) == [column.column] and list(before) == [column.column] for _, _, before, new in changes)
+        if dialect == "postgresql" and single and types:
+            done = _pg_bulk_update(conn, column, changes, types)
+            for ident, key, _, _ in changes:
+                (result.add_rewritten if tuple(str(v) for v in key.values()) in done else result.add_changed)(ident)
+            return
+        for ident, key, before, new in changes:
             cols = {*key, *before, *new}
             t = sa.table(table_name, *[sa.column(c) for c in cols])
             where = [sa.column(k) == v for k, v in key.items()]
             where += [_matches(c, v, dialect) for c, v in before.items() if c != "dag_hash"]
-            done = conn.execute(sa.update(t).where(*where).values(**new)).rowcount
-            (result.add_rewritten if done == 1 else result.add_changed)(ident)
+            n = conn.execute(sa.update(t).where(*where).values(**new)).rowcount
+            (result.add_rewritten if n == 1 else result.add_changed)(ident)
+
+
+def _pg_bulk_update(conn: sa.Connection, column: StoredColumn, changes: list, types: dict) -> set[tuple]:
+    """One ``UPDATE ... FROM (VALUES ...) RETURNING`` per batch (psycopg2's ``execute_values``): a
+    round trip per row would cap the rate at the network's latency. Each row is still only
+    updated if it holds what was read."""
+    from psycopg2.extras import execute_values
+
+    keys = list(changes[0][1])
+    name = column.column
+    quote = conn.dialect.identifier_preparer.quote
+    type_of = {c: types[c].compile(dialect=conn.dialect) for c in (*keys, name)}
+    alias = ", ".join([*(f"k{i}" for i in range(len(keys))), "old", "new"])
+    sql = (
+        f"UPDATE {quote(column.table)} AS t SET {quote(name)} = CAST(v.new AS {type_of[name]}) "
+        f"FROM (VALUES %s) AS v({alias}) WHERE "
+        + " AND ".join(f"t.{quote(k)} = CAST(v.k{i} AS {type_of[k]})" for i, k in enumerate(keys))
+        + f" AND CAST(t.{quote(name)} AS TEXT) = v.old RETURNING "
+        + ", ".join(f"t.{quote(k)}" for k in keys)
+    )
+    rows = [(*key.values(), before[name], new[name]) for _, key, before, new in changes]
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        returned = execute_values(cursor, sql, rows, page_size=len(rows), fetch=True)
+    finally:
+        cursor.close()
+    return {tuple(str(x) for x in row) for row in returned}
 
 
 # --- restore -----------------------------------------------------------------------------
@@ -369,15 +407,20 @@ def restore_backup(engine: sa.Engine, path: str, *, force: bool = False, progres
                 )
     if progress is not None:
         progress.start("restore", None)
+    # A row backed up twice (killed between a batch's backup and its commit, then rewritten again
+    # by the rerun) holds neither record's "after" at first: retried once everything else is back.
+    retry: list[Record] = []
     try:
         batch: list[Record] = []
         for record in records:
             batch.append(record)
             if len(batch) >= BATCH_ROWS:
-                _restore_batch(engine, batch, dialect, result, progress)
+                _restore_batch(engine, batch, dialect, result, progress, retry)
                 batch = []
         if batch:
-            _restore_batch(engine, batch, dialect, result, progress)
+            _restore_batch(engine, batch, dialect, result, progress, retry)
+        for start in range(0, len(retry), BATCH_ROWS):
+            _restore_batch(engine, retry[start:start + BATCH_ROWS], dialect, result, progress, None)
     except sa.exc.DBAPIError as err:
         raise RewriteError(f"{url}: {first_line(getattr(err, 'orig', err))}") from err
     finally:
@@ -386,20 +429,30 @@ def restore_backup(engine: sa.Engine, path: str, *, force: bool = False, progres
     return result
 
 
-def _restore_batch(engine: sa.Engine, batch: list[Record], dialect: str, result: RestoreResult, progress: Any) -> None:
+def _restore_batch(
+    engine: sa.Engine, batch: list[Record], dialect: str, result: RestoreResult, progress: Any,
+    retry: list[Record] | None,
+) -> None:
     with engine.begin() as conn:
         for record in batch:
             cols = {*record.key, *record.before}
             t = sa.table(record.table, *[sa.column(c) for c in cols])
             where = [sa.column(k) == v for k, v in record.key.items()]
+            names = list(dict.fromkeys([*record.after, *record.before]))
             current = conn.execute(
-                sa.select(*[_stored(dialect, c).label(c) for c in record.after]).select_from(t).where(*where)
+                sa.select(*[_stored(dialect, c).label(c) for c in names]).select_from(t).where(*where)
             ).fetchone()
             if current is None:
                 result.skipped.append((record.column, record.key, "the row is gone"))
                 continue
             now = {c: fingerprint(current._mapping[c], json_text=c in _JSON_COLUMNS) for c in record.after}
             if now != record.after:
+                original = {c: fingerprint(v, json_text=c in _JSON_COLUMNS) for c, v in record.before.items()}
+                if {c: fingerprint(current._mapping[c], json_text=c in _JSON_COLUMNS) for c in record.before} == original:
+                    continue  # already holds its original: a duplicate record of a rerun
+                if retry is not None:
+                    retry.append(record)
+                    continue
                 # A 3.1 component changed it since (a resumed task cleared next_kwargs, say):
                 # putting the 3.2 value back would undo what 3.1 did.
                 result.skipped.append((record.column, record.key, "changed since the rewrite"))

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Benchmark ``airflow-serde-compat rewrite --apply`` on 1 M 3.2-format rows in PostgreSQL.
+
+    ~/.cache/airflow-serde-compat/v318t/bin/python benchmarks/rewrite_bench.py [--tis 1000000]
+        [--triggers 100000] [--runs 3]
+
+1. Builds ``serde_compat_rwbench_<pid>`` on 127.0.0.1:5432 with the real Airflow 3.1.8 schema
+   (``airflow db migrate``): ``task_instance`` filled server-side, every ``next_kwargs`` in the 3.2
+   format (datetime, timedelta, tuple, a number: what a real deferral holds), and ``trigger`` with
+   Fernet-encrypted 3.2 kwargs. This is the template; each run rewrites a fresh copy of it
+   (``CREATE DATABASE ... TEMPLATE``), as an operator's one run would.
+2. Runs ``rewrite --apply --backup FILE`` as a child process (the installed 3.1.8 in this
+   interpreter, the package from ``src/``); wall time, rows rewritten per second and the child's
+   peak RSS (``VmHWM``, polled); then checks with ``scan`` that nothing is left. Prints medians.
+   Goal (issue 12): >= 20,000 rows/s and < 300 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scan_bench import ADMIN, REPO, SERDE, _vm_hwm_kb, admin, sql_text  # noqa: E402
+
+
+def build(url: str, tis: int, triggers: int, key: str) -> None:
+    venv = subprocess.run(["bash", str(REPO / "tools/venvs.sh"), "318"], check=True, stdout=subprocess.PIPE,
+                          text=True).stdout.split()[-1]
+    with tempfile.TemporaryDirectory() as home:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        env.update(AIRFLOW_HOME=home, AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=url, AIRFLOW__CORE__LOAD_EXAMPLES="False")
+        subprocess.run([f"{venv}/bin/airflow", "db", "migrate"], env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import psycopg2
+    from cryptography.fernet import Fernet
+
+    conn = psycopg2.connect(url.replace("postgresql+psycopg2", "postgresql"))
+    cur = conn.cursor()
+    cur.execute("SET session_replication_role = replica")  # no dag_run/dag_version parents needed
+    t0 = time.monotonic()
+    cur.execute(
+        f"""
+        INSERT INTO task_instance (id, dag_id, task_id, run_id, map_index, pool, pool_slots, span_status,
+                                   start_date, next_kwargs)
+        SELECT gen_random_uuid(), 'bench_dag_' || (i % 50), 'task_' || (i % 200), 'run_' || i, -1,
+               'default_pool', 1, 'not_started', now() - (i || ' seconds')::interval, ({sql_text(SERDE)})::json
+        FROM generate_series(1, {int(tis)}) AS i
+        """
+    )
+    fernet = Fernet(key.encode())
+    buf = io.StringIO()
+    payload = ('{"moment": {"__classname__": "pendulum.datetime.DateTime", "__version__": 2, "__data__": '
+               '{"timestamp": 2051218800.0, "tz": null}}, "end_from_trigger": false, "n": %d}')
+    for i in range(1, triggers + 1):
+        token = fernet.encrypt((payload % i).encode()).decode()
+        buf.write(f"{i}\tairflow.triggers.temporal.DateTimeTrigger\t{token}\t2026-01-01 00:00:00+00\n")
+    buf.seek(0)
+    cur.copy_expert("COPY trigger (id, classpath, kwargs, created_date) FROM STDIN", buf)
+    conn.commit()
+    cur.execute("ANALYZE task_instance; ANALYZE trigger")
+    conn.commit()
+    conn.close()
+    print(f"filled {tis:,} task instances and {triggers:,} triggers in {time.monotonic() - t0:.1f}s", flush=True)
+
+
+def run(cmd: list[str]) -> tuple[float, float, int, dict, float]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env["PYTHONPATH"] = str(REPO / "src")
+    with tempfile.TemporaryFile("w+") as out:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.PIPE, text=True)
+        peak_kb = 0
+        while True:
+            done, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if done:
+                break
+            peak_kb = max(peak_kb, _vm_hwm_kb(proc.pid))
+            time.sleep(0.02)
+        wall = time.monotonic() - t0
+        code = os.waitstatus_to_exitcode(status)
+        stderr = proc.stderr.read() if proc.stderr else ""
+        out.seek(0)
+        text = out.read()
+    if code not in (0, 1):
+        raise SystemExit(f"{' '.join(cmd[2:4])} failed ({code}): {stderr.strip()[-2000:]}")
+    return wall, peak_kb / 1024, code, json.loads(text or "{}"), usage.ru_utime + usage.ru_stime
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--tis", type=int, default=1_000_000)
+    parser.add_argument("--triggers", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    from cryptography.fernet import Fernet
+
+    key = Fernet.generate_key().decode()
+    template = f"serde_compat_rwbench_{os.getpid()}"
+    admin(f"CREATE DATABASE {template}")
+    copies: list[str] = []
+    try:
+        build(ADMIN.rsplit("/", 1)[0] + f"/{template}", args.tis, args.triggers, key)
+        results = []
+        for n in range(args.runs):
+            name = f"{template}_run{n}"
+            copies.append(name)
+            admin(f"CREATE DATABASE {name} TEMPLATE {template}")
+            url = ADMIN.rsplit("/", 1)[0] + f"/{name}"
+            with tempfile.TemporaryDirectory() as tmp:
+                backup = Path(tmp) / "backup.jsonl"
+                wall, rss, code, report, cpu = run(
+                    [sys.executable, "-m", "airflow_serde_compat", "rewrite", "--apply", "--backup", str(backup),
+                     "--sql-alchemy-conn", url, f"--fernet-key={key}", "--output", "json", "--no-progress"])
+                backup_mb = backup.stat().st_size / 2**20
+            rewritten = sum(c.get("rewritten", 0) for c in report["columns"])
+            read = sum(c.get("rows", 0) for c in report["columns"])
+            _, _, scan_code, scanned, _ = run(
+                [sys.executable, "-m", "airflow_serde_compat", "scan", "--sql-alchemy-conn", url,
+                 f"--fernet-key={key}", "--output", "json", "--no-progress"])
+            left = sum(s.get("serde", 0) for s in scanned["sources"] if s.get("present"))
+            results.append((wall, rewritten, rss, cpu))
+            print(f"run {n + 1}: {rewritten:,} rows rewritten ({read:,} read) in {wall:.1f}s = "
+                  f"{rewritten / wall:,.0f} rows/s ({rewritten / cpu:,.0f} per rewriter CPU-second), peak RSS "
+                  f"{rss:.0f} MB, backup {backup_mb:.0f} MB, exit {code}; scan after: exit {scan_code}, "
+                  f"{left} left in the 3.2 format; load average {os.getloadavg()[0]:.1f}", flush=True)
+            admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        rate = statistics.median(r[1] / r[0] for r in results)
+        rss = statistics.median(r[2] for r in results)
+        print(f"median of {len(results)}: {rate:,.0f} rows/s, peak RSS {rss:.0f} MB "
+              f"(goal >= 20,000 rows/s and < 300 MB: {'met' if rate >= 20_000 and rss < 300 else 'NOT met'})")
+    finally:
+        for name in [*copies, template]:
+            admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
