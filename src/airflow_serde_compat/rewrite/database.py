@@ -392,6 +392,9 @@ class RestoreResult:
 
 def restore_backup(engine: sa.Engine, path: str, *, force: bool = False, progress: Progress | None = None) -> RestoreResult:
     url = safe_url(engine.url)
+    # The whole file is checked before the first row is put back.
+    for _ in _checked(path, *read_backup(path))[1]:
+        pass
     header, records = read_backup(path)
     if header.get("database") != url:
         raise BackupError(f"{path!r} is the backup of {header.get('database')!r}, not of {url!r}")
@@ -427,6 +430,23 @@ def restore_backup(engine: sa.Engine, path: str, *, force: bool = False, progres
         if progress is not None:
             progress.stop()
     return result
+
+
+def _checked(path: str, header: Any, records: Iterable[Record]) -> tuple[Any, Iterable[Record]]:
+    """Only what rewrite writes may be put back: the registry's tables, keys and columns. A
+    backup file is input too; it must not become a way to write any column of any table."""
+    by_name = {c.name: c for c in COLUMNS}
+
+    def valid() -> Any:
+        for number, record in enumerate(records, start=2):
+            column = by_name.get(record.column)
+            allowed = {column.column, *column.extra_columns, "dag_hash"} if column is not None else set()
+            if (column is None or record.table != column.table or set(record.key) != set(column.primary_key)
+                    or not record.before or not set(record.before) <= allowed or set(record.after) - allowed):
+                raise BackupError(f"{path!r} line {number} is not a row rewrite writes: nothing was restored")
+            yield record
+
+    return header, valid()
 
 
 def _restore_batch(
