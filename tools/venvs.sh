@@ -28,8 +28,10 @@ spec() {
     321) echo "2026-04-23T00:00:00Z|apache-airflow[postgres]==3.2.1 pymysql" ;;
     # MySQL/MariaDB e2e only: Airflow needs mysqlclient (MySQLdb, even with a pymysql URL) and aiomysql;
     # building mysqlclient needs gcc, pkg-config and libmariadb-dev (apt) on the machine.
+    # 321m adds SQLAlchemy 2.1 (3.2.1 does not cap it; the cut-off alone gives 2.0.49): on MariaDB >= 10.7 its
+    # sa.Uuid() is the native UUID type, the setup whose downgrade mangles task-instance ids (README).
     318m) echo "2026-03-12T00:00:00Z|apache-airflow[postgres]==3.1.8 sqlalchemy<2.1 pymysql mysqlclient aiomysql" ;;
-    321m) echo "2026-04-23T00:00:00Z|apache-airflow[postgres]==3.2.1 pymysql mysqlclient aiomysql" ;;
+    321m) echo "2026-04-23T00:00:00Z|apache-airflow[postgres]==3.2.1 pymysql mysqlclient aiomysql|sqlalchemy==2.1.1" ;;
     # e2e CeleryExecutor (issue 10): 318 / 321 plus the Celery provider and the redis client, same cut-offs.
     318c) echo "2026-03-12T00:00:00Z|apache-airflow[postgres]==3.1.8 sqlalchemy<2.1 pymysql apache-airflow-providers-celery redis" ;;
     321c) echo "2026-04-23T00:00:00Z|apache-airflow[postgres]==3.2.1 pymysql apache-airflow-providers-celery redis" ;;

@@ -632,6 +632,9 @@ class Scenario:
         self.after_reader: list = []
         # after_downgrade(scenario): right after the downgrade and its snapshot (k8s.py takes its own copies).
         self.after_downgrade: list = []
+        if db_kind == "mysql" and not self.oracle:
+            # Airflow's downgrade mangles task-instance ids on MariaDB (README); the repair is part of the rollback.
+            self.after_downgrade.append(repair_task_instance_ids)
 
     # -- helpers
     def _vn(self, name):
@@ -927,6 +930,40 @@ class Scenario:
             self.facts["results_post"] = self.site.read_results("post")
             self.timings["total"] = round(time.monotonic() - t0, 1)
         return self
+
+
+_REPAIR_IDS = """
+import json, sys
+import sqlalchemy as sa
+from airflow_serde_compat.rewrite import task_instance_ids as ids
+out = {}
+for url in sys.argv[1:]:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        changes = ids.find_mangled(conn)
+        out[url.rsplit("/", 1)[-1]] = {"changes": len(changes), "rows": ids.apply(conn, changes),
+                                       "columns": sorted({f"{c.table}.{c.column}" for c in changes})}
+    with engine.connect() as conn:
+        out[url.rsplit("/", 1)[-1]]["left"] = len(ids.find_mangled(conn))
+print(json.dumps(out))
+"""
+
+
+def repair_task_instance_ids(s: "Scenario") -> None:
+    """after_downgrade hook (MariaDB): repair the task-instance ids the downgrade mangled, in the downgraded DB and
+    in its no-bridge snapshot (that check is about the serde crash, not this one), from the bridge venv.
+
+    Until the CLI is on main this calls rewrite.task_instance_ids directly; it becomes
+    `airflow-serde-compat rewrite --apply --only task_instance.id --backup FILE` (one run per DB).
+    """
+    rv = bridge_venv(s._vn(s.reader))
+    dbs = [d for d in (s.db, s.snapshot) if d is not None]
+    p = subprocess.run([str(rv / "bin/python"), "-c", _REPAIR_IDS, *(d.url() for d in dbs)], capture_output=True,
+                       text=True, timeout=600, cwd=s.site.home)
+    s.facts["ti_id_repair"] = {"exit": p.returncode, "stderr": p.stderr[-3000:]}
+    if p.returncode:
+        raise E2EError(f"task-instance id repair failed ({p.returncode}):\n{p.stderr[-3000:]}")
+    s.facts["ti_id_repair"].update(json.loads(p.stdout.strip().splitlines()[-1]))
 
 
 def ran_under(results: dict, components) -> dict:
