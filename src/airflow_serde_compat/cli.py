@@ -82,7 +82,8 @@ def _parser() -> argparse.ArgumentParser:
         "a rerun after a crash appends to the same file)",
     )
     rewrite.add_argument("--only", metavar="COLUMN", action="append",
-                         help="only this stored column (table.column as scan names it); repeatable")
+                         help="only this stored column (table.column as scan names it), or task_instance.id for "
+                         "the task-instance ids Airflow's downgrade mangled on MariaDB; repeatable")
     rewrite.add_argument(
         "--xcom-uuid", choices=("keep", "str"), default="keep",
         help="uuid.UUID XCom values have no 3.1 encoding: keep them (the bridge stays needed) or store "
@@ -315,7 +316,9 @@ def _rewrite(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise CliError("--batch-size must be at least 1")
-    known = {c.name for c in COLUMNS}
+    from airflow_serde_compat.rewrite.database import TASK_INSTANCE_IDS
+
+    known = {c.name for c in COLUMNS} | {TASK_INSTANCE_IDS}
     unknown = sorted(set(args.only or ()) - known)
     if unknown:
         raise CliError(f"--only: no stored column {', '.join(unknown)} (one of: {', '.join(sorted(known))})")

@@ -180,3 +180,29 @@ def test_no_mangled_ids_nothing_to_do(db) -> None:  # type: ignore[no-untyped-de
     with engine.begin() as conn:
         assert ids.find_mangled(conn) == []
         assert ids.apply(conn, []) == 0
+
+
+def test_the_cli_repairs_the_ids_with_a_backup_and_restore_gives_back_the_dump(downgraded: Mangled, db, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`rewrite --only task_instance.id`: the dry run names every mangled id, --apply repairs them (backup
+    first), `restore` puts the mangled originals back byte for byte (mysqldump)."""
+    from conftest import run_cli
+
+    name, engine = db
+    url = _url(name)
+    before = _dump(name)
+    p = run_cli("rewrite", "--only", "task_instance.id", "--sql-alchemy-conn", url, "--fernet-key=", "--output", "json")
+    assert p.returncode == 1, p.stderr
+    listed = json.loads(p.stdout)["columns"][0]
+    assert listed["column"] == "task_instance.id" and listed["would_rewrite"] > 0, listed
+    assert all(ids.is_mangled(r["id"]) and not ids.is_mangled(r["repaired"]) for r in listed["would_rewrite_rows"])
+    assert _dump(name) == before
+    backup = tmp_path / "ids.jsonl"
+    p = run_cli("rewrite", "--apply", "--only", "task_instance.id", "--backup", str(backup), "--sql-alchemy-conn", url,
+                "--fernet-key=", "--output", "json")
+    assert p.returncode == 0, p.stderr
+    with engine.connect() as conn:
+        assert ids.find_mangled(conn) == []
+    assert len(backup.read_text().splitlines()) == 1 + listed["would_rewrite"]
+    p = run_cli("restore", str(backup), "--sql-alchemy-conn", url, "--output", "json")
+    assert p.returncode == 0, p.stderr + p.stdout
+    assert _dump(name) == before

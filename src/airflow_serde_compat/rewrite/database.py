@@ -58,9 +58,13 @@ class RewriteError(OperatorError):
 LISTED_ROWS = 10_000
 
 
+#: ``--only`` name of the task-instance id repair (all six columns that hold the ids).
+TASK_INSTANCE_IDS = "task_instance.id"
+
+
 @dataclass
 class ColumnResult:
-    column: StoredColumn
+    column: StoredColumn | None
     present: bool = True
     absent_reason: str = ""
     rows: int = 0
@@ -74,6 +78,11 @@ class ColumnResult:
     rewritten_rows: list[dict[str, Any]] = field(default_factory=list)
     left_rows: list[tuple[dict[str, Any], str]] = field(default_factory=list)
     changed_rows: list[dict[str, Any]] = field(default_factory=list)
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name and self.column is not None:
+            self.name = self.column.name
 
     def add_rewritten(self, ident: dict[str, Any]) -> None:
         self.rewritten += 1
@@ -199,6 +208,9 @@ def rewrite_database(
     backup = BackupFile(backup_path, url, dialect) if apply else None
     results: list[ColumnResult] = []
     try:
+        if wanted is None or TASK_INSTANCE_IDS in wanted:
+            # First: the other columns' rows are then paged and backed up under their repaired ids.
+            results.append(_repair_task_instance_ids(engine, backup))
         for column in columns:
             if wanted is not None and column.name not in wanted:
                 continue
@@ -223,6 +235,30 @@ def rewrite_database(
             "(check --fernet-key / AIRFLOW__CORE__FERNET_KEY / [core] fernet_key)"
         )
     return RewriteResult(url, dialect, apply, backup_path, results, warnings, forced_past)
+
+
+def _repair_task_instance_ids(engine: sa.Engine, backup: BackupFile | None) -> ColumnResult:
+    """Task-instance ids Airflow's downgrade mangled on MariaDB (:mod:`.task_instance_ids`): one
+    transaction for all six columns, so foreign keys never see half a repair."""
+    from airflow_serde_compat.rewrite import task_instance_ids
+
+    result = ColumnResult(None, name=TASK_INSTANCE_IDS)
+    with engine.connect() as conn:
+        changes = task_instance_ids.find_mangled(conn)
+        for change in changes:
+            ident = {"table": change.table, "column": change.column, "id": change.old, "repaired": change.new}
+            result.add_rewritten(ident)
+        result.rows = len(changes)
+        if backup is None or not changes:
+            conn.rollback()
+            return result
+        for change in changes:
+            backup.write(Record(TASK_INSTANCE_IDS, change.table, {change.column: change.new},
+                                {change.column: change.old}, {change.column: fingerprint(change.new, json_text=False)}))
+        backup.sync()
+        task_instance_ids.apply(conn, changes)
+        conn.commit()
+    return result
 
 
 def _key_of(mapping: Any, names: Sequence[str]) -> dict[str, Any]:
@@ -413,9 +449,13 @@ def restore_backup(engine: sa.Engine, path: str, *, force: bool = False, progres
     # A row backed up twice (killed between a batch's backup and its commit, then rewritten again
     # by the rerun) holds neither record's "after" at first: retried once everything else is back.
     retry: list[Record] = []
+    ids: list[Record] = []
     try:
         batch: list[Record] = []
         for record in records:
+            if record.column == TASK_INSTANCE_IDS:
+                ids.append(record)  # after the values, which were backed up under the repaired ids
+                continue
             batch.append(record)
             if len(batch) >= BATCH_ROWS:
                 _restore_batch(engine, batch, dialect, result, progress, retry)
@@ -424,6 +464,8 @@ def restore_backup(engine: sa.Engine, path: str, *, force: bool = False, progres
             _restore_batch(engine, batch, dialect, result, progress, retry)
         for start in range(0, len(retry), BATCH_ROWS):
             _restore_batch(engine, retry[start:start + BATCH_ROWS], dialect, result, progress, None)
+        if ids:
+            _restore_task_instance_ids(engine, ids, result)
     except sa.exc.DBAPIError as err:
         raise RewriteError(f"{url}: {first_line(getattr(err, 'orig', err))}") from err
     finally:
@@ -432,13 +474,35 @@ def restore_backup(engine: sa.Engine, path: str, *, force: bool = False, progres
     return result
 
 
+def _restore_task_instance_ids(engine: sa.Engine, records: list[Record], result: RestoreResult) -> None:
+    from airflow_serde_compat.rewrite import task_instance_ids
+
+    changes = []
+    for record in records:
+        (column, new), = record.key.items()
+        changes.append(task_instance_ids.Change(record.table, column, new, record.before[column]))
+    with engine.begin() as conn:
+        task_instance_ids.apply(conn, changes, restoring=True)
+    result.restored[TASK_INSTANCE_IDS] += len(changes)
+
+
 def _checked(path: str, header: Any, records: Iterable[Record]) -> tuple[Any, Iterable[Record]]:
     """Only what rewrite writes may be put back: the registry's tables, keys and columns. A
     backup file is input too; it must not become a way to write any column of any table."""
+    from airflow_serde_compat.rewrite.task_instance_ids import ID_COLUMNS
+
     by_name = {c.name: c for c in COLUMNS}
 
     def valid() -> Any:
         for number, record in enumerate(records, start=2):
+            if record.column == TASK_INSTANCE_IDS:
+                column = next(iter(record.key), None) if len(record.key) == 1 else None
+                if ((record.table, column) not in ID_COLUMNS or set(record.before) != {column}
+                        or set(record.after) != {column}
+                        or not all(v.__class__ is str for v in (*record.key.values(), *record.before.values()))):
+                    raise BackupError(f"{path!r} line {number} is not a row rewrite writes: nothing was restored")
+                yield record
+                continue
             column = by_name.get(record.column)
             allowed = {column.column, *column.extra_columns, "dag_hash"} if column is not None else set()
             if (column is None or record.table != column.table or set(record.key) != set(column.primary_key)

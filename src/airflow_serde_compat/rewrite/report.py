@@ -28,7 +28,7 @@ def rewrite_as_json(result: RewriteResult) -> str:
         "forced_past": result.forced_past,
         "columns": [
             {
-                "column": c.column.name,
+                "column": c.name,
                 "present": c.present,
                 **({"absent_reason": c.absent_reason} if not c.present else {}),
                 "rows": c.rows,
@@ -58,9 +58,9 @@ def rewrite_as_text(result: RewriteResult) -> str:
     lines += [f"ran although a component looked alive (--force): {a}" for a in result.forced_past]
     for c in result.columns:
         if not c.present:
-            lines.append(f"\n{c.column.name}: skipped ({c.absent_reason})")
+            lines.append(f"\n{c.name}: skipped ({c.absent_reason})")
             continue
-        lines.append(f"\n{c.column.name}: {c.rows} rows read, {c.rewritten} {verb}, "
+        lines.append(f"\n{c.name}: {c.rows} rows read, {c.rewritten} {verb}, "
                      f"{c.left} left in the 3.2 format"
                      + (f", {c.changed_meanwhile} changed while running (rerun)" if c.changed_meanwhile else ""))
         for ident in c.rewritten_rows[:SHOWN_ROWS]:

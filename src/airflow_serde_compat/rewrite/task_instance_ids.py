@@ -242,7 +242,7 @@ def _foreign_keys(conn: Any, present: set[tuple[str, str]]) -> list[_FK]:
     return out
 
 
-def apply(conn: Any, changes: Sequence[Change]) -> int:
+def apply(conn: Any, changes: Sequence[Change], *, restoring: bool = False) -> int:
     """UPDATE every change inside the caller's transaction; returns the rows its UPDATEs matched
     (rows a cascade changed are not counted).
 
@@ -286,7 +286,8 @@ def apply(conn: Any, changes: Sequence[Change]) -> int:
     finally:
         if restore is not None:
             conn.exec_driver_sql(f"SET SESSION foreign_key_checks = {int(restore)}")
-    left = [(t, c) for t, c in sorted(changed) if _mangled_values(conn, t, c)]
+    # ``restoring``: ``restore`` puts the mangled originals back on purpose.
+    left = [] if restoring else [(t, c) for t, c in sorted(changed) if _mangled_values(conn, t, c)]
     if left:
         raise IdRepairError(f"mangled task-instance ids are left in {left} after the repair")
     for fk in fks:
