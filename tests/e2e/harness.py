@@ -932,38 +932,30 @@ class Scenario:
         return self
 
 
-_REPAIR_IDS = """
-import json, sys
-import sqlalchemy as sa
-from airflow_serde_compat.rewrite import task_instance_ids as ids
-out = {}
-for url in sys.argv[1:]:
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    with engine.begin() as conn:
-        changes = ids.find_mangled(conn)
-        out[url.rsplit("/", 1)[-1]] = {"changes": len(changes), "rows": ids.apply(conn, changes),
-                                       "columns": sorted({f"{c.table}.{c.column}" for c in changes})}
-    with engine.connect() as conn:
-        out[url.rsplit("/", 1)[-1]]["left"] = len(ids.find_mangled(conn))
-print(json.dumps(out))
-"""
-
-
 def repair_task_instance_ids(s: "Scenario") -> None:
     """after_downgrade hook (MariaDB): repair the task-instance ids the downgrade mangled, in the downgraded DB and
-    in its no-bridge snapshot (that check is about the serde crash, not this one), from the bridge venv.
-
-    Until the CLI is on main this calls rewrite.task_instance_ids directly; it becomes
-    `airflow-serde-compat rewrite --apply --only task_instance.id --backup FILE` (one run per DB).
-    """
+    in its no-bridge snapshot (that check is about the serde crash, not this one), as an operator would:
+    `airflow-serde-compat rewrite --apply --only task_instance.id`, from the bridge venv."""
     rv = bridge_venv(s._vn(s.reader))
-    dbs = [d for d in (s.db, s.snapshot) if d is not None]
-    p = subprocess.run([str(rv / "bin/python"), "-c", _REPAIR_IDS, *(d.url() for d in dbs)], capture_output=True,
-                       text=True, timeout=600, cwd=s.site.home)
-    s.facts["ti_id_repair"] = {"exit": p.returncode, "stderr": p.stderr[-3000:]}
-    if p.returncode:
-        raise E2EError(f"task-instance id repair failed ({p.returncode}):\n{p.stderr[-3000:]}")
-    s.facts["ti_id_repair"].update(json.loads(p.stdout.strip().splitlines()[-1]))
+    facts = s.facts["ti_id_repair"] = {}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env["AIRFLOW_HOME"] = str(s.site.home)
+    for d in (s.db, s.snapshot):
+        if d is None:
+            continue
+        backup = s.workdir / f"ti-ids-{d.name}.jsonl"
+        p = subprocess.run([str(rv / "bin/airflow-serde-compat"), "rewrite", "--apply", "--only", "task_instance.id",
+                            "--backup", str(backup), f"--sql-alchemy-conn={d.url()}", f"--fernet-key={s.site.fernet}",
+                            "--output", "json"], env=env, capture_output=True, text=True, timeout=600, cwd=s.site.home)
+        if p.returncode:
+            raise E2EError(f"`rewrite --apply --only task_instance.id` on {d.name} exited {p.returncode}:\n{p.stderr[-3000:]}")
+        out = json.loads(p.stdout)["columns"][0]
+        again = subprocess.run([str(rv / "bin/airflow-serde-compat"), "rewrite", "--only", "task_instance.id",
+                                f"--sql-alchemy-conn={d.url()}", "--fernet-key=", "--output", "json"],
+                               env=env, capture_output=True, text=True, timeout=600, cwd=s.site.home)
+        facts[d.name] = {"repaired": out["rewritten"], "columns": sorted({r["table"] + "." + r["column"]
+                                                                         for r in out["rewritten_rows"]}),
+                         "dry_run_after_exit": again.returncode}
 
 
 def ran_under(results: dict, components) -> dict:

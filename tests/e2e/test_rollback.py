@@ -107,13 +107,15 @@ def test_with_bridge_resumed_tasks_receive_what_native_318_receives(runs, db, wr
 @pytest.mark.mysql
 def test_mariadb_downgrade_mangles_task_instance_ids_and_the_repair_restores_valid_ones(runs):
     """Airflow, not the bridge: on MariaDB with native UUID columns (3.2.1 + SQLAlchemy 2.1) the downgrade mangles
-    every task-instance id; the repair (harness.repair_task_instance_ids) runs before the 3.1.8 components start."""
+    every task-instance id; the repair (`rewrite --apply --only task_instance.id`, harness.repair_task_instance_ids) runs before the 3.1.8
+    components start."""
     s = runs.get("mysql", "321")
     rep = s.facts.get("ti_id_repair")
-    assert rep and rep["exit"] == 0, (s.errors, rep)
+    assert rep and s.db.name in rep, (s.errors, rep)
     main = rep[s.db.name]
-    assert main["changes"] >= len(s.facts["pre_states"]) and "task_instance.id" in main["columns"], rep
-    assert main["left"] == 0 and rep[s.snapshot.name]["left"] == 0, rep
+    assert main["repaired"] >= len(s.facts["pre_states"]) and "task_instance.id" in main["columns"], rep
+    # a dry run afterwards finds nothing left to repair (exit 0), in the DB and in the no-bridge snapshot
+    assert main["dry_run_after_exit"] == 0 and rep[s.snapshot.name]["dry_run_after_exit"] == 0, rep
     assert "post" not in s.errors, s.errors["post"]
 
 

@@ -58,10 +58,15 @@ def cli(s: harness.Scenario, db: harness.Database, *args: str) -> dict:
     return {"exit": p.returncode, "out": out, "stdout": p.stdout[-3000:], "stderr": p.stderr[-3000:]}
 
 
+def take_copy(s: harness.Scenario) -> None:
+    """First of the after_downgrade hooks: on MariaDB before the ids are repaired, so `rewrite` repairs them here."""
+    s.way_out_db = s.db.snapshot("wayout")
+
+
 def rewrite_and_restore(s: harness.Scenario) -> None:
     facts = s.facts["way_out"] = {}
     s.way_out_venv = harness.bridge_venv(s._vn(s.reader))  # installed once; the CLI calls below reuse it
-    db = s.way_out_db = s.db.snapshot("wayout")
+    db = s.way_out_db
     key = f"--fernet-key={s.site.fernet}"
     backup = s.workdir / "rewrite-backup.jsonl"
     original = dump(db)
@@ -137,6 +142,7 @@ PRISTINE = {("postgres", "321"), ("sqlite", "33x"), ("mysql", "321")}
 def attach(s: harness.Scenario) -> None:
     if s.oracle or s.reader != "318" or s.executor != "local":
         return
+    s.after_downgrade.insert(0, take_copy)
     s.after_downgrade.append(rewrite_and_restore)
     if (s.db_kind, s.writer) in PRISTINE:
         s.after_reader.insert(0, pristine_run)
