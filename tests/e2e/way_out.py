@@ -78,15 +78,15 @@ def rewrite_and_restore(s: harness.Scenario) -> None:
     facts["backup_lines"] = len(backup.read_text().splitlines()) if backup.exists() else None
     facts["scan_after_apply"] = cli(s, db, "scan", key, "--output", "json")
     rewritten = dump(db)
+    facts["rewrite_changed_the_dump"] = rewritten != original
+    # The pristine 3.1.8 runs on a copy of the rewritten DB; restore is proven on this one.
+    s.way_out_db = db.snapshot("rewritten")
     facts["restore"] = cli(s, db, "restore", str(backup), "--output", "json")
     restored = dump(db)
     facts["restore_identical"] = restored == original
     facts["restore_diff"] = sorted(set(restored) ^ set(original))[:20]
-    facts["rewrite_changed_the_dump"] = rewritten != original
-    again = s.workdir / "rewrite-backup-2.jsonl"
-    facts["apply_again"] = cli(s, db, "rewrite", "--apply", "--backup", str(again), "--xcom-uuid=str", key,
-                               "--output", "json")
-    facts["scan_before_pristine"] = cli(s, db, "scan", key, "--output", "json")
+    if s.db_kind != "sqlite":
+        db.drop()
 
 
 def pristine_run(s: harness.Scenario) -> None:

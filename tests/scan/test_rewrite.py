@@ -155,12 +155,12 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
-def test_refuses_while_a_scheduler_heartbeats_unless_forced(built_db, tmp_path, request):
+def test_refuses_while_a_scheduler_heartbeats_unless_forced(sqlite_db, tmp_path, request):
     import datetime as dt
 
     import sqlalchemy as sa
 
-    url = copy_of(built_db, tmp_path, request)
+    url = copy_of(sqlite_db, tmp_path, request)
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     with engine.begin() as conn:
         conn.execute(sa.text(
@@ -170,10 +170,10 @@ def test_refuses_while_a_scheduler_heartbeats_unless_forced(built_db, tmp_path, 
     engine.dispose()
     before = dump(url)
     p = run_cli("rewrite", "--apply", "--backup", str(tmp_path / "b.jsonl"), "--sql-alchemy-conn", url,
-                f"--fernet-key={built_db.keys}")
+                f"--fernet-key={sqlite_db.keys}")
     assert p.returncode == 2 and "SchedulerJob on sched-0" in p.stderr and "--force" in p.stderr, p.stderr
     assert dump(url) == before
-    code, report, err = rewrite(built_db, url, "--apply", "--backup", str(tmp_path / "b.jsonl"), "--force")
+    code, report, err = rewrite(sqlite_db, url, "--apply", "--backup", str(tmp_path / "b.jsonl"), "--force")
     assert any(c.get("rewritten") for c in report["columns"]) and report["forced_past"], report
 
 
