@@ -89,3 +89,51 @@ def test_uuid_envelopes_become_their_text_anywhere_and_nothing_else_changes():
     for bad in ("not-a-uuid", None, [1]):
         with pytest.raises(CannotRewrite, match="not a UUID"):
             uuids_as_text({"__classname__": "uuid.UUID", "__version__": 1, "__data__": bad})
+
+
+def test_a_rerun_after_a_torn_last_line_leaves_a_file_restore_can_read(tmp_path):
+    """kill -9 while a batch's lines are being written (Python flushes its buffer at 8 KiB, not at
+    line ends) leaves a torn last line; that batch was never committed. The rerun appends to the
+    same file: the torn fragment must not glue onto its first line, or restore refuses the file."""
+    path = tmp_path / "b.jsonl"
+    b = BackupFile(str(path), URL, "postgresql")
+    b.write(record(1))
+    b.close()
+    with open(path, "a", encoding="utf-8") as f:
+        f.write('{"column": "trigger.kwargs", "table": "trig')
+    b = BackupFile(str(path), URL, "postgresql")
+    b.write(record(2))
+    b.close()
+    _, records = read_backup(str(path))
+    assert [r.key for r in records] == [{"id": 1}, {"id": 2}]
+
+
+def test_an_existing_file_readable_by_others_is_made_private_before_a_row_is_written(tmp_path):
+    """The backup holds 3.2.1's plaintext trigger kwargs: a file that existed (touched, or made by
+    a tool with umask 022) must not stay world-readable."""
+    path = tmp_path / "b.jsonl"
+    path.touch()
+    os.chmod(path, 0o644)
+    b = BackupFile(str(path), URL, "postgresql")
+    b.write(record(1))
+    b.close()
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+
+
+def test_only_a_regular_file_is_a_backup(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(BackupError, match="not a regular file"):
+        BackupFile(str(fifo), URL, "postgresql")
+
+
+def test_a_second_rewrite_writing_to_the_same_backup_is_refused(tmp_path):
+    """Two processes appending buffered lines to one file interleave them mid-line."""
+    path = tmp_path / "b.jsonl"
+    first = BackupFile(str(path), URL, "postgresql")
+    try:
+        with pytest.raises(BackupError, match="another rewrite"):
+            BackupFile(str(path), URL, "postgresql")
+    finally:
+        first.close()
+    BackupFile(str(path), URL, "postgresql").close()  # free again once the first one is done

@@ -91,9 +91,15 @@ class BackupFile:
     def __init__(self, path: str, database: str, dialect: str):
         self.path = path
         try:
-            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+            # O_NONBLOCK: a FIFO given as the file must not hang the open; it is refused below.
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o600)
         except OSError as err:
             raise BackupError(f"cannot open the backup file {path!r}: {err.strerror}") from None
+        try:
+            _prepare(fd, path)
+        except BaseException:
+            os.close(fd)
+            raise
         self._file = os.fdopen(fd, "a+", encoding="utf-8")
         self._file.seek(0)
         first = self._file.readline()
@@ -124,6 +130,48 @@ class BackupFile:
     def close(self) -> None:
         self.sync()
         self._file.close()
+
+
+def _prepare(fd: int, path: str) -> None:
+    """A regular file of ours, private, one writer at a time, ending at a line end.
+
+    * It holds 3.2.1's plaintext trigger kwargs: a file that already existed (touched, made with
+      umask 022) is made 0600 before a row goes in, and another user's file is refused.
+    * Two processes appending buffered lines to one file interleave them mid-line: an exclusive
+      lock, held until the file is closed.
+    * A torn last line (killed while a batch's lines were being written: the buffer is flushed at
+      8 KiB, not at line ends) belongs to a batch that was never committed, as the lines are
+      fsynced before the commit: it is cut off, or the rerun's first line would be glued to it and
+      restore would refuse the whole file.
+    """
+    import fcntl
+    import stat
+
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise BackupError(f"{path!r} is not a regular file: give a file path for --backup")
+    if st.st_uid != os.geteuid():
+        raise BackupError(f"{path!r} belongs to another user: give another --backup file")
+    if st.st_mode & 0o077:
+        os.fchmod(fd, 0o600)
+    os.set_blocking(fd, True)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise BackupError(f"{path!r} is in use by another rewrite: wait for it, or give another --backup file") from None
+    size = st.st_size
+    if size and os.pread(fd, 1, size - 1) != b"\n":
+        # The last line end: read backwards in blocks (a file of a million rows is large).
+        end = size
+        while end > 0:
+            start = max(0, end - 65536)
+            at = os.pread(fd, end - start, start).rfind(b"\n")
+            if at >= 0:
+                os.ftruncate(fd, start + at + 1)
+                break
+            end = start
+        # No line end at all: not even a whole header, so nothing was ever committed; left for
+        # the header check to refuse (it may be someone else's file).
 
 
 def _header(line: str, path: str) -> Mapping[str, Any]:
