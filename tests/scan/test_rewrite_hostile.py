@@ -1,0 +1,65 @@
+"""``rewrite`` on hostile 3.2-format rows (real downgraded SQLite database, see conftest).
+
+Each row is outside data: what the rewrite writes must neither change the value the bridge
+reads nor give an unpatched Airflow 3.1.8 (the bridge removed) something it would act on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import run_cli
+from dbrows import RawJSON, connect, insert
+from test_rewrite import copy_of, rewrite
+
+pytestmark = pytest.mark.airflow
+
+TUPLE1 = {"__classname__": "builtins.tuple", "__version__": 1, "__data__": [1]}
+
+
+def _gadget(flag: str) -> dict:
+    # A user dict as 3.2 stores it (bare); the extra keys keep the bridge from taking it for an
+    # envelope. 3.1's BaseSerialization.deserialize reads only __type and __var.
+    return {"__type": "base_trigger", "x": 1,
+            "__var": ["os.system", {"__type": "dict", "z": 1, "__var": {"command": f"touch {flag}"}}]}
+
+
+NATIVE_TRIGGER = r"""
+import os, sys, sqlite3
+os.environ["AIRFLOW__CORE__FERNET_KEY"] = sys.argv[2]
+from airflow.models.trigger import Trigger
+from airflow.serialization.serialized_objects import smart_decode_trigger_kwargs
+stored = sqlite3.connect(sys.argv[1]).execute("SELECT kwargs FROM trigger WHERE id = 901").fetchone()[0]
+kwargs = Trigger._decrypt_kwargs(stored)
+try:  # what 3.1.8's TriggerRunner.create_triggers does with each kwarg next
+    {k: smart_decode_trigger_kwargs(v) for k, v in kwargs.items()}
+except Exception:
+    pass
+"""
+
+
+def test_trigger_kwargs_the_31_trigger_runner_would_decode_twice_are_left(sqlite_db, tmp_path, request):
+    """3.1.8's trigger runner decodes every top-level kwarg that is a dict with ``__type`` once more
+    (smart_decode_trigger_kwargs). The bridge guards that second decode; once the rows are rewritten
+    the bridge is removed, so a 3.2 row whose data holds such a dict must not be rewritten."""
+    url = copy_of(sqlite_db, tmp_path, request)
+    flag = tmp_path / "called"
+    conn = connect(url)
+    with conn.begin():
+        insert(conn, "trigger", id=901, classpath="airflow.triggers.temporal.DateTimeTrigger",
+               kwargs=json.dumps({"n": TUPLE1, "k": _gadget(str(flag))}), created_date=dt.datetime(2026, 1, 1))
+    conn.close()
+    code, report, err = rewrite(sqlite_db, url, "--apply", "--backup", str(tmp_path / "b.jsonl"), "--only", "trigger.kwargs")
+    col = next(c for c in report["columns"] if c["column"] == "trigger.kwargs")
+    assert {"id": 901, "classpath": "airflow.triggers.temporal.DateTimeTrigger"} in [r["row"] for r in col["left_rows"]], col
+    assert "touch" not in json.dumps(report)
+    # and whatever is in the row now, the unpatched 3.1.8 trigger runner does not run it
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    subprocess.run([sys.executable, "-c", NATIVE_TRIGGER, url.removeprefix("sqlite:///"), sqlite_db.keys],
+                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+    assert not flag.exists(), "the rewritten row ran os.system in an unpatched 3.1.8 triggerer"
