@@ -63,3 +63,38 @@ def test_trigger_kwargs_the_31_trigger_runner_would_decode_twice_are_left(sqlite
     subprocess.run([sys.executable, "-c", NATIVE_TRIGGER, url.removeprefix("sqlite:///"), sqlite_db.keys],
                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
     assert not flag.exists(), "the rewritten row ran os.system in an unpatched 3.1.8 triggerer"
+
+
+def test_integers_beyond_64_bits_are_rewritten_exactly_not_as_floats(sqlite_db, tmp_path, request):
+    """orjson (the scan's fast parser) reads an integer beyond 64 bits as a float; Airflow reads it
+    with json.loads, exactly. The rewrite must write the integer the bridge reads, not 1e+30."""
+    import sqlite3
+    import uuid
+
+    url = copy_of(sqlite_db, tmp_path, request)
+    big = 2**64 + 1
+    text = json.dumps({"t": TUPLE1, "id": big, "ids": [-(2**70)]})
+    conn = connect(url)
+    with conn.begin():
+        insert(conn, "task_instance", id=str(uuid.uuid4()), dag_id="hostile", task_id="bigint", run_id="r1",
+               map_index=-1, next_kwargs=RawJSON(text))
+        insert(conn, "trigger", id=903, classpath="airflow.triggers.temporal.DateTimeTrigger", kwargs=text,
+               created_date=dt.datetime(2026, 1, 1))
+    conn.close()
+    code, report, err = rewrite(sqlite_db, url, "--apply", "--backup", str(tmp_path / "b.jsonl"),
+                                "--only", "task_instance.next_kwargs", "--only", "trigger.kwargs")
+    assert report["applied"], err
+    from cryptography.fernet import Fernet, MultiFernet
+
+    db = sqlite3.connect(url.removeprefix("sqlite:///"))
+    try:
+        ti = json.loads(db.execute("SELECT next_kwargs FROM task_instance WHERE task_id = 'bigint'").fetchone()[0])
+        stored = db.execute("SELECT kwargs FROM trigger WHERE id = 903").fetchone()[0]
+    finally:
+        db.close()
+    fernet = MultiFernet([Fernet(k.encode()) for k in sqlite_db.keys.split(",")])
+    trig = json.loads(fernet.decrypt(stored.encode()))
+    for new in (ti, trig):
+        assert new["__type"] == "dict", new  # rewritten
+        assert new["__var"]["id"] == big and type(new["__var"]["id"]) is int, new
+        assert new["__var"]["ids"] == [-(2**70)], new

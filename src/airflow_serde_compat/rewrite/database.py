@@ -12,6 +12,7 @@ crash finds converted rows legacy and skips them: nothing is converted twice.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
@@ -292,8 +293,14 @@ def _change_for(mapping, column, stored_names, pk, identity, reader, writer, res
         payload = None
         if verdict is None:
             verdict, payload = column.classify(text)
+        if verdict.format is Format.SERDE:
+            # What gets converted is parsed as Airflow parses it (json.loads): the scan's orjson
+            # reads an integer beyond 64 bits as a float, and the rewrite would store 1e+30.
+            payload = json.loads(text)
     except RecursionError:
         verdict, payload = undecodable(TOO_DEEP), None
+    except ValueError:
+        verdict, payload = undecodable("not valid JSON"), None
     if verdict.format is not Format.SERDE:
         return None
     ident = _key_of(mapping, identity)
