@@ -65,20 +65,36 @@ def fingerprint(value: Any, *, json_text: bool) -> str | None:
     if isinstance(value, (bytes, bytearray, memoryview)):
         raw = bytes(value)
     elif json_text:
-        raw = _canonical_json(value)
+        if value.__class__ in (int, float):
+            value = json.dumps(value)  # SQLite's numeric affinity: a JSON number comes back as one
+        try:
+            raw = _canonical_json(value)
+        except (ValueError, TypeError, RecursionError):
+            # Not JSON (SQLite lets a JSON column hold anything), or too deep: what a row holds now
+            # may be anything a component wrote since; it is compared as the text it is.
+            raw = b"not json:" + str(value).encode("utf-8", "surrogatepass")
     else:
         raw = str(value).encode("utf-8")
     return hashlib.sha256(raw).hexdigest()
 
 
 try:  # orjson is a dependency; the stdlib does the same, slower
+    import re
+
     import orjson
 
+    #: orjson reads an integer beyond 64 bits as a float (2**64 and 2**64 + 1 would fingerprint
+    #: alike): text with a run of 19+ digits goes to the stdlib, which reads it exactly.
+    _LONG_DIGITS = re.compile(r"[0-9]{19}")
+
     def _canonical_json(text: Any) -> bytes:
-        try:
-            return orjson.dumps(orjson.loads(text), option=orjson.OPT_SORT_KEYS)
-        except orjson.JSONDecodeError:  # integers beyond 64 bits: decided by the text, on both sides
-            return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":")).encode("utf-8")
+        probe = text.decode("utf-8", "replace") if isinstance(text, (bytes, bytearray)) else text
+        if probe.__class__ is str and _LONG_DIGITS.search(probe) is None:
+            try:
+                return orjson.dumps(orjson.loads(text), option=orjson.OPT_SORT_KEYS)
+            except orjson.JSONDecodeError:  # NaN, Infinity: decided by the stdlib, on both sides
+                pass
+        return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":")).encode("utf-8")
 except ImportError:  # pragma: no cover - depends on the environment
 
     def _canonical_json(text: Any) -> bytes:
