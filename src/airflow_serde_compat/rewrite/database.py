@@ -447,13 +447,34 @@ def _checked(path: str, header: Any, records: Iterable[Record]) -> tuple[Any, It
     def valid() -> Any:
         for number, record in enumerate(records, start=2):
             column = by_name.get(record.column)
-            allowed = {column.column, *column.extra_columns, "dag_hash"} if column is not None else set()
-            if (column is None or record.table != column.table or set(record.key) != set(column.primary_key)
-                    or not record.before or not set(record.before) <= allowed or set(record.after) - allowed):
+            if column is None or not _is_rewrite_record(record, column):
                 raise BackupError(f"{path!r} line {number} is not a row rewrite writes: nothing was restored")
             yield record
 
     return header, valid()
+
+
+_INT64 = range(-(2**63), 2**63)
+
+
+def _is_rewrite_record(record: Record, column: StoredColumn) -> bool:
+    """What rewrite writes for ``column``: its table and primary key, the stored column (for a
+    serialized DAG also data_compressed and dag_hash), a fingerprint of each value written (without
+    them restore would overwrite the row whatever it holds now), and values of the types these
+    columns hold (else a driver error half-way through the restore)."""
+    written = {column.column, *column.extra_columns}
+    if column.name == "serialized_dag.data":
+        written.add("dag_hash")
+    if (record.table != column.table or set(record.key) != set(column.primary_key)
+            or column.column not in record.before or not set(record.before) <= written
+            or set(record.after) != set(record.before)):
+        return False
+    if not all(v.__class__ is str or (v.__class__ is int and v in _INT64) for v in record.key.values()):
+        return False
+    if not all(v is None or v.__class__ in (str, bytes) for v in record.before.values()):
+        return False
+    return all(v is None or (v.__class__ is str and len(v) == 64 and not v.strip("0123456789abcdef"))
+               for v in record.after.values())
 
 
 def _restore_batch(
