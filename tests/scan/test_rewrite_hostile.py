@@ -98,3 +98,27 @@ def test_integers_beyond_64_bits_are_rewritten_exactly_not_as_floats(sqlite_db, 
         assert new["__type"] == "dict", new  # rewritten
         assert new["__var"]["id"] == big and type(new["__var"]["id"]) is int, new
         assert new["__var"]["ids"] == [-(2**70)], new
+
+
+@pytest.mark.postgres
+def test_restore_puts_back_a_jsonb_row_whose_float_postgresql_respells(postgres_db, tmp_path, request):
+    """Python writes the float 12345678901234568.0 as 1.2345678901234568e+16; a JSONB column hands
+    it back as 12345678901234568. restore must still see the row it rewrote, not "changed since"."""
+    import uuid
+
+    from test_rewrite import dump
+
+    url = copy_of(postgres_db, tmp_path, request)
+    conn = connect(url)
+    with conn.begin():
+        insert(conn, "task_instance", id=str(uuid.uuid4()), dag_id="hostile", task_id="float", run_id="r1",
+               map_index=-1, next_kwargs=RawJSON('{"t": %s, "x": 12345678901234567.5, "y": 1e-7}' % json.dumps(TUPLE1)))
+    conn.close()
+    original = dump(url)
+    backup = tmp_path / "b.jsonl"
+    code, report, err = rewrite(postgres_db, url, "--apply", "--backup", str(backup), "--only", "task_instance.next_kwargs")
+    ti = next(c for c in report["columns"] if c["column"] == "task_instance.next_kwargs")
+    assert "float" in [r["task_id"] for r in ti["rewritten_rows"]], ti
+    p = run_cli("restore", str(backup), "--sql-alchemy-conn", url, "--output", "json")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert dump(url) == original

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from typing import Any, Iterator, Mapping
 
 from airflow_serde_compat._errors import OperatorError
@@ -69,7 +70,7 @@ def fingerprint(value: Any, *, json_text: bool) -> str | None:
             value = json.dumps(value)  # SQLite's numeric affinity: a JSON number comes back as one
         try:
             raw = _canonical_json(value)
-        except (ValueError, TypeError, RecursionError):
+        except (ValueError, TypeError, RecursionError, ArithmeticError):
             # Not JSON (SQLite lets a JSON column hold anything), or too deep: what a row holds now
             # may be anything a component wrote since; it is compared as the text it is.
             raw = b"not json:" + str(value).encode("utf-8", "surrogatepass")
@@ -78,27 +79,25 @@ def fingerprint(value: Any, *, json_text: bool) -> str | None:
     return hashlib.sha256(raw).hexdigest()
 
 
-try:  # orjson is a dependency; the stdlib does the same, slower
-    import re
+#: normalize() without rounding: the default context would round to 28 digits.
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
-    import orjson
 
-    #: orjson reads an integer beyond 64 bits as a float (2**64 and 2**64 + 1 would fingerprint
-    #: alike): text with a run of 19+ digits goes to the stdlib, which reads it exactly.
-    _LONG_DIGITS = re.compile(r"[0-9]{19}")
+def _number(text: str) -> str:
+    # A number by its value, not its spelling: PostgreSQL's JSONB (numeric) and MySQL respell what
+    # Python wrote (1.2345678901234568e+16 comes back as 12345678901234568, 1e-07 as 0.0000001).
+    # Exact for integers of any size (orjson would read one beyond 64 bits as a float).
+    return "\x00n" + str(Decimal(text).normalize(_EXACT))
 
-    def _canonical_json(text: Any) -> bytes:
-        probe = text.decode("utf-8", "replace") if isinstance(text, (bytes, bytearray)) else text
-        if probe.__class__ is str and _LONG_DIGITS.search(probe) is None:
-            try:
-                return orjson.dumps(orjson.loads(text), option=orjson.OPT_SORT_KEYS)
-            except orjson.JSONDecodeError:  # NaN, Infinity: decided by the stdlib, on both sides
-                pass
-        return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":")).encode("utf-8")
-except ImportError:  # pragma: no cover - depends on the environment
 
-    def _canonical_json(text: Any) -> bytes:
-        return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":")).encode("utf-8")
+def _constant(text: str) -> str:
+    return "\x00c" + text  # NaN, Infinity, -Infinity
+
+
+def _canonical_json(text: Any) -> bytes:
+    """Parsed JSON, keys sorted, every number by its value (json's C scanner, with hooks)."""
+    value = json.loads(text, parse_float=_number, parse_int=_number, parse_constant=_constant)
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
 class BackupFile:
