@@ -122,3 +122,28 @@ def test_restore_puts_back_a_jsonb_row_whose_float_postgresql_respells(postgres_
     p = run_cli("restore", str(backup), "--sql-alchemy-conn", url, "--output", "json")
     assert p.returncode == 0, p.stdout + p.stderr
     assert dump(url) == original
+
+
+def test_trigger_kwargs_stored_as_bytes_are_left_not_rewritten_with_replacement_characters(sqlite_db, tmp_path, request):
+    """SQLite lets trigger.kwargs (Text) hold a BLOB. Airflow 3.1 cannot read one, with the bridge or
+    without; the scan decodes it with errors="replace" to classify it, and the rewrite stored that
+    text: a byte that is not UTF-8 became U+FFFD. Leave such rows as they are."""
+    import sqlite3
+
+    url = copy_of(sqlite_db, tmp_path, request)
+    stored = b'{"t": ' + json.dumps(TUPLE1).encode() + b', "name": "caf\xe9"}'
+    db = sqlite3.connect(url.removeprefix("sqlite:///"))
+    try:
+        db.execute("INSERT INTO trigger (id, classpath, kwargs, created_date) VALUES (950, 'x.Y', ?, '2026-01-01 00:00:00')",
+                   (stored,))
+        db.commit()
+    finally:
+        db.close()
+    code, report, err = rewrite(sqlite_db, url, "--apply", "--backup", str(tmp_path / "b.jsonl"), "--only", "trigger.kwargs")
+    col = next(c for c in report["columns"] if c["column"] == "trigger.kwargs")
+    assert 950 in [r["row"]["id"] for r in col["left_rows"]], col
+    db = sqlite3.connect(url.removeprefix("sqlite:///"))
+    try:
+        assert db.execute("SELECT kwargs FROM trigger WHERE id = 950").fetchone()[0] == stored
+    finally:
+        db.close()
