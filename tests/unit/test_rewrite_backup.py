@@ -164,3 +164,15 @@ def test_a_json_fingerprint_ignores_how_jsonb_spells_a_number(written, jsonb):
     Python's exponent floats, and a row rewrite wrote must not look changed since."""
     assert fingerprint(written, json_text=True) == fingerprint(jsonb, json_text=True)
     assert fingerprint(written, json_text=True) != fingerprint(jsonb.replace("}", "1}"), json_text=True)
+
+
+def test_a_file_that_is_no_backup_is_refused_untouched(tmp_path):
+    """--backup naming the wrong file: refused before anything about it changes (no cut-off last
+    line, no chmod)."""
+    other = tmp_path / "notes.txt"
+    other.write_text("line one\nline two without an end")
+    os.chmod(other, 0o644)
+    with pytest.raises(BackupError, match="not an airflow-serde-compat backup"):
+        BackupFile(str(other), URL, "postgresql")
+    assert other.read_text() == "line one\nline two without an end"
+    assert oct(os.stat(other).st_mode & 0o777) == "0o644"

@@ -112,24 +112,30 @@ class BackupFile:
             raise BackupError(f"cannot open the backup file {path!r}: {err.strerror}") from None
         try:
             _prepare(fd, path)
+            self._file = os.fdopen(fd, "a+", encoding="utf-8")
         except BaseException:
             os.close(fd)
             raise
-        self._file = os.fdopen(fd, "a+", encoding="utf-8")
-        self._file.seek(0)
-        first = self._file.readline()
-        if first:
-            header = _header(first, path)
-            if header.get("database") != database:
-                raise BackupError(
-                    f"{path!r} is the backup of {header.get('database')!r}, not of {database!r}: "
-                    "give another --backup file"
-                )
-        else:
-            header = {"format": BACKUP_FORMAT, "database": database, "dialect": dialect,
-                      "created": dt.datetime.now(dt.timezone.utc).isoformat()}
-            self._file.write(json.dumps(header) + "\n")
-            self.sync()
+        try:
+            self._file.seek(0)
+            first = self._file.readline()
+            if first:
+                header = _header(first, path)
+                if header.get("database") != database:
+                    raise BackupError(
+                        f"{path!r} is the backup of {header.get('database')!r}, not of {database!r}: "
+                        "give another --backup file"
+                    )
+            # Ours (a backup of this database, or empty): only now is anything about it changed.
+            _make_private_and_whole(fd)
+            if not first:
+                header = {"format": BACKUP_FORMAT, "database": database, "dialect": dialect,
+                          "created": dt.datetime.now(dt.timezone.utc).isoformat()}
+                self._file.write(json.dumps(header) + "\n")
+                self.sync()
+        except BaseException:
+            self._file.close()
+            raise
         self.records = 0
 
     def write(self, record: Record) -> None:
@@ -148,17 +154,8 @@ class BackupFile:
 
 
 def _prepare(fd: int, path: str) -> None:
-    """A regular file of ours, private, one writer at a time, ending at a line end.
-
-    * It holds 3.2.1's plaintext trigger kwargs: a file that already existed (touched, made with
-      umask 022) is made 0600 before a row goes in, and another user's file is refused.
-    * Two processes appending buffered lines to one file interleave them mid-line: an exclusive
-      lock, held until the file is closed.
-    * A torn last line (killed while a batch's lines were being written: the buffer is flushed at
-      8 KiB, not at line ends) belongs to a batch that was never committed, as the lines are
-      fsynced before the commit: it is cut off, or the rerun's first line would be glued to it and
-      restore would refuse the whole file.
-    """
+    """A regular file of ours, one writer at a time (two processes appending buffered lines to one
+    file interleave them mid-line: an exclusive lock, held until the file is closed)."""
     import fcntl
     import stat
 
@@ -167,17 +164,29 @@ def _prepare(fd: int, path: str) -> None:
         raise BackupError(f"{path!r} is not a regular file: give a file path for --backup")
     if st.st_uid != os.geteuid():
         raise BackupError(f"{path!r} belongs to another user: give another --backup file")
-    if st.st_mode & 0o077:
-        os.fchmod(fd, 0o600)
     os.set_blocking(fd, True)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         raise BackupError(f"{path!r} is in use by another rewrite: wait for it, or give another --backup file") from None
+
+
+def _make_private_and_whole(fd: int) -> None:
+    """For a file known to be a backup of this database (or empty):
+
+    * it holds 3.2.1's plaintext trigger kwargs: a file that already existed (touched, made with
+      umask 022) is made 0600 before a row goes in;
+    * a torn last line (killed while a batch's lines were being written: the buffer is flushed at
+      8 KiB, not at line ends) belongs to a batch that was never committed, as the lines are
+      fsynced before the commit: it is cut off, or the rerun's first line would be glued to it and
+      restore would refuse the whole file.
+    """
+    st = os.fstat(fd)
+    if st.st_mode & 0o077:
+        os.fchmod(fd, 0o600)
     size = st.st_size
     if size and os.pread(fd, 1, size - 1) != b"\n":
-        # The last line end: read backwards in blocks (a file of a million rows is large).
-        end = size
+        end = size  # the last line end, read backwards in blocks (a million rows make a large file)
         while end > 0:
             start = max(0, end - 65536)
             at = os.pread(fd, end - start, start).rfind(b"\n")
@@ -185,8 +194,6 @@ def _prepare(fd: int, path: str) -> None:
                 os.ftruncate(fd, start + at + 1)
                 break
             end = start
-        # No line end at all: not even a whole header, so nothing was ever committed; left for
-        # the header check to refuse (it may be someone else's file).
 
 
 def _header(line: str, path: str) -> Mapping[str, Any]:
