@@ -89,3 +89,90 @@ def test_uuid_envelopes_become_their_text_anywhere_and_nothing_else_changes():
     for bad in ("not-a-uuid", None, [1]):
         with pytest.raises(CannotRewrite, match="not a UUID"):
             uuids_as_text({"__classname__": "uuid.UUID", "__version__": 1, "__data__": bad})
+
+
+def test_a_rerun_after_a_torn_last_line_leaves_a_file_restore_can_read(tmp_path):
+    """kill -9 while a batch's lines are being written (Python flushes its buffer at 8 KiB, not at
+    line ends) leaves a torn last line; that batch was never committed. The rerun appends to the
+    same file: the torn fragment must not glue onto its first line, or restore refuses the file."""
+    path = tmp_path / "b.jsonl"
+    b = BackupFile(str(path), URL, "postgresql")
+    b.write(record(1))
+    b.close()
+    with open(path, "a", encoding="utf-8") as f:
+        f.write('{"column": "trigger.kwargs", "table": "trig')
+    b = BackupFile(str(path), URL, "postgresql")
+    b.write(record(2))
+    b.close()
+    _, records = read_backup(str(path))
+    assert [r.key for r in records] == [{"id": 1}, {"id": 2}]
+
+
+def test_an_existing_file_readable_by_others_is_made_private_before_a_row_is_written(tmp_path):
+    """The backup holds 3.2.1's plaintext trigger kwargs: a file that existed (touched, or made by
+    a tool with umask 022) must not stay world-readable."""
+    path = tmp_path / "b.jsonl"
+    path.touch()
+    os.chmod(path, 0o644)
+    b = BackupFile(str(path), URL, "postgresql")
+    b.write(record(1))
+    b.close()
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+
+
+def test_only_a_regular_file_is_a_backup(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(BackupError, match="not a regular file"):
+        BackupFile(str(fifo), URL, "postgresql")
+
+
+def test_a_second_rewrite_writing_to_the_same_backup_is_refused(tmp_path):
+    """Two processes appending buffered lines to one file interleave them mid-line."""
+    path = tmp_path / "b.jsonl"
+    first = BackupFile(str(path), URL, "postgresql")
+    try:
+        with pytest.raises(BackupError, match="another rewrite"):
+            BackupFile(str(path), URL, "postgresql")
+    finally:
+        first.close()
+    BackupFile(str(path), URL, "postgresql").close()  # free again once the first one is done
+
+
+def test_a_fingerprint_tells_integers_beyond_64_bits_apart():
+    # orjson reads both as the float 1.8446744073709552e+19
+    assert fingerprint(f'{{"n": {2**64}}}', json_text=True) != fingerprint(f'{{"n": {2**64 + 1}}}', json_text=True)
+    assert fingerprint(f'{{"n": {2**64}}}', json_text=True) == fingerprint(f'{{ "n":{2**64}}}', json_text=True)
+
+
+@pytest.mark.parametrize("value", [5, 1.5, "{not json", "[" * 100_000 + "]" * 100_000, '{"n": 1e999999}', b"\xff"])
+def test_any_value_a_row_holds_now_has_a_fingerprint(value):
+    """restore fingerprints what each row holds now, which a 3.1 component may have written since
+    (SQLite hands back a number as an int or float; SQLite lets a JSON column hold anything): one
+    such row must not take restore down half-way."""
+    assert fingerprint(value, json_text=True) != fingerprint('{"__type": "dict", "__var": {}}', json_text=True)
+
+
+@pytest.mark.parametrize("written, jsonb", [
+    # what Python's json writes for a float, and how PostgreSQL's JSONB (numeric) hands it back
+    ('{"x": 1.2345678901234568e+16}', '{"x": 12345678901234568}'),
+    ('{"x": 1e-07}', '{"x": 0.0000001}'),
+    ('{"x": 1.7e+308}', '{"x": ' + "17" + "0" * 307 + "}"),
+])
+def test_a_json_fingerprint_ignores_how_jsonb_spells_a_number(written, jsonb):
+    """restore compares what a row holds now with what rewrite wrote: a JSONB column respells
+    Python's exponent floats, and a row rewrite wrote must not look changed since."""
+    assert fingerprint(written, json_text=True) == fingerprint(jsonb, json_text=True)
+    assert fingerprint(written, json_text=True) != fingerprint(jsonb.replace("}", "1}"), json_text=True)
+
+
+def test_a_file_that_is_no_backup_is_refused_untouched(tmp_path):
+    """--backup naming the wrong file: refused before anything about it changes (no cut-off last
+    line, no chmod)."""
+    other = tmp_path / "notes.txt"
+    other.write_text("line one\nline two without an end")
+    os.chmod(other, 0o644)
+    with pytest.raises(BackupError, match="not an airflow-serde-compat backup"):
+        BackupFile(str(other), URL, "postgresql")
+    assert other.read_text() == "line one\nline two without an end"
+    assert oct(os.stat(other).st_mode & 0o777) == "0o644"

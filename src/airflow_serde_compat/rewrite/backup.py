@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from typing import Any, Iterator, Mapping
 
 from airflow_serde_compat._errors import OperatorError
@@ -65,24 +66,38 @@ def fingerprint(value: Any, *, json_text: bool) -> str | None:
     if isinstance(value, (bytes, bytearray, memoryview)):
         raw = bytes(value)
     elif json_text:
-        raw = _canonical_json(value)
+        if value.__class__ in (int, float):
+            value = json.dumps(value)  # SQLite's numeric affinity: a JSON number comes back as one
+        try:
+            raw = _canonical_json(value)
+        except (ValueError, TypeError, RecursionError, ArithmeticError):
+            # Not JSON (SQLite lets a JSON column hold anything), or too deep: what a row holds now
+            # may be anything a component wrote since; it is compared as the text it is.
+            raw = b"not json:" + str(value).encode("utf-8", "surrogatepass")
     else:
         raw = str(value).encode("utf-8")
     return hashlib.sha256(raw).hexdigest()
 
 
-try:  # orjson is a dependency; the stdlib does the same, slower
-    import orjson
+#: normalize() without rounding: the default context would round to 28 digits.
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
-    def _canonical_json(text: Any) -> bytes:
-        try:
-            return orjson.dumps(orjson.loads(text), option=orjson.OPT_SORT_KEYS)
-        except orjson.JSONDecodeError:  # integers beyond 64 bits: decided by the text, on both sides
-            return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":")).encode("utf-8")
-except ImportError:  # pragma: no cover - depends on the environment
 
-    def _canonical_json(text: Any) -> bytes:
-        return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":")).encode("utf-8")
+def _number(text: str) -> str:
+    # A number by its value, not its spelling: PostgreSQL's JSONB (numeric) and MySQL respell what
+    # Python wrote (1.2345678901234568e+16 comes back as 12345678901234568, 1e-07 as 0.0000001).
+    # Exact for integers of any size (orjson would read one beyond 64 bits as a float).
+    return "\x00n" + str(Decimal(text).normalize(_EXACT))
+
+
+def _constant(text: str) -> str:
+    return "\x00c" + text  # NaN, Infinity, -Infinity
+
+
+def _canonical_json(text: Any) -> bytes:
+    """Parsed JSON, keys sorted, every number by its value (json's C scanner, with hooks)."""
+    value = json.loads(text, parse_float=_number, parse_int=_number, parse_constant=_constant)
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
 class BackupFile:
@@ -91,24 +106,36 @@ class BackupFile:
     def __init__(self, path: str, database: str, dialect: str):
         self.path = path
         try:
-            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+            # O_NONBLOCK: a FIFO given as the file must not hang the open; it is refused below.
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o600)
         except OSError as err:
             raise BackupError(f"cannot open the backup file {path!r}: {err.strerror}") from None
-        self._file = os.fdopen(fd, "a+", encoding="utf-8")
-        self._file.seek(0)
-        first = self._file.readline()
-        if first:
-            header = _header(first, path)
-            if header.get("database") != database:
-                raise BackupError(
-                    f"{path!r} is the backup of {header.get('database')!r}, not of {database!r}: "
-                    "give another --backup file"
-                )
-        else:
-            header = {"format": BACKUP_FORMAT, "database": database, "dialect": dialect,
-                      "created": dt.datetime.now(dt.timezone.utc).isoformat()}
-            self._file.write(json.dumps(header) + "\n")
-            self.sync()
+        try:
+            _prepare(fd, path)
+            self._file = os.fdopen(fd, "a+", encoding="utf-8")
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            self._file.seek(0)
+            first = self._file.readline()
+            if first:
+                header = _header(first, path)
+                if header.get("database") != database:
+                    raise BackupError(
+                        f"{path!r} is the backup of {header.get('database')!r}, not of {database!r}: "
+                        "give another --backup file"
+                    )
+            # Ours (a backup of this database, or empty): only now is anything about it changed.
+            _make_private_and_whole(fd)
+            if not first:
+                header = {"format": BACKUP_FORMAT, "database": database, "dialect": dialect,
+                          "created": dt.datetime.now(dt.timezone.utc).isoformat()}
+                self._file.write(json.dumps(header) + "\n")
+                self.sync()
+        except BaseException:
+            self._file.close()
+            raise
         self.records = 0
 
     def write(self, record: Record) -> None:
@@ -124,6 +151,49 @@ class BackupFile:
     def close(self) -> None:
         self.sync()
         self._file.close()
+
+
+def _prepare(fd: int, path: str) -> None:
+    """A regular file of ours, one writer at a time (two processes appending buffered lines to one
+    file interleave them mid-line: an exclusive lock, held until the file is closed)."""
+    import fcntl
+    import stat
+
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise BackupError(f"{path!r} is not a regular file: give a file path for --backup")
+    if st.st_uid != os.geteuid():
+        raise BackupError(f"{path!r} belongs to another user: give another --backup file")
+    os.set_blocking(fd, True)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise BackupError(f"{path!r} is in use by another rewrite: wait for it, or give another --backup file") from None
+
+
+def _make_private_and_whole(fd: int) -> None:
+    """For a file known to be a backup of this database (or empty):
+
+    * it holds 3.2.1's plaintext trigger kwargs: a file that already existed (touched, made with
+      umask 022) is made 0600 before a row goes in;
+    * a torn last line (killed while a batch's lines were being written: the buffer is flushed at
+      8 KiB, not at line ends) belongs to a batch that was never committed, as the lines are
+      fsynced before the commit: it is cut off, or the rerun's first line would be glued to it and
+      restore would refuse the whole file.
+    """
+    st = os.fstat(fd)
+    if st.st_mode & 0o077:
+        os.fchmod(fd, 0o600)
+    size = st.st_size
+    if size and os.pread(fd, 1, size - 1) != b"\n":
+        end = size  # the last line end, read backwards in blocks (a million rows make a large file)
+        while end > 0:
+            start = max(0, end - 65536)
+            at = os.pread(fd, end - start, start).rfind(b"\n")
+            if at >= 0:
+                os.ftruncate(fd, start + at + 1)
+                break
+            end = start
 
 
 def _header(line: str, path: str) -> Mapping[str, Any]:

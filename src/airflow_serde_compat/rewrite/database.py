@@ -12,6 +12,7 @@ crash finds converted rows legacy and skips them: nothing is converted twice.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
@@ -328,11 +329,22 @@ def _change_for(mapping, column, stored_names, pk, identity, reader, writer, res
         payload = None
         if verdict is None:
             verdict, payload = column.classify(text)
+        if verdict.format is Format.SERDE:
+            # What gets converted is parsed as Airflow parses it (json.loads): the scan's orjson
+            # reads an integer beyond 64 bits as a float, and the rewrite would store 1e+30.
+            payload = json.loads(text)
     except RecursionError:
         verdict, payload = undecodable(TOO_DEEP), None
+    except ValueError:
+        verdict, payload = undecodable("not valid JSON"), None
     if verdict.format is not Format.SERDE:
         return None
     ident = _key_of(mapping, identity)
+    if column.encrypted and isinstance(mapping[column.column], (bytes, bytearray, memoryview)):
+        # The scan reads such a value with errors="replace" to classify it; rewriting that text
+        # would turn every byte that is not UTF-8 into U+FFFD. 3.1 reads no bytes here, bridge or not.
+        result.add_left(ident, "stored as bytes, not text: Airflow 3.1 cannot read it, with the bridge or without")
+        return None
     if verdict.bridge is Bridge.UNTRANSLATABLE:
         result.add_left(ident, verdict.reason or "the bridge cannot translate it")
         return None
@@ -504,13 +516,34 @@ def _checked(path: str, header: Any, records: Iterable[Record]) -> tuple[Any, It
                 yield record
                 continue
             column = by_name.get(record.column)
-            allowed = {column.column, *column.extra_columns, "dag_hash"} if column is not None else set()
-            if (column is None or record.table != column.table or set(record.key) != set(column.primary_key)
-                    or not record.before or not set(record.before) <= allowed or set(record.after) - allowed):
+            if column is None or not _is_rewrite_record(record, column):
                 raise BackupError(f"{path!r} line {number} is not a row rewrite writes: nothing was restored")
             yield record
 
     return header, valid()
+
+
+_INT64 = range(-(2**63), 2**63)
+
+
+def _is_rewrite_record(record: Record, column: StoredColumn) -> bool:
+    """What rewrite writes for ``column``: its table and primary key, the stored column (for a
+    serialized DAG also data_compressed and dag_hash), a fingerprint of each value written (without
+    them restore would overwrite the row whatever it holds now), and values of the types these
+    columns hold (else a driver error half-way through the restore)."""
+    written = {column.column, *column.extra_columns}
+    if column.name == "serialized_dag.data":
+        written.add("dag_hash")
+    if (record.table != column.table or set(record.key) != set(column.primary_key)
+            or column.column not in record.before or not set(record.before) <= written
+            or set(record.after) != set(record.before)):
+        return False
+    if not all(v.__class__ is str or (v.__class__ is int and v in _INT64) for v in record.key.values()):
+        return False
+    if not all(v is None or v.__class__ in (str, bytes) for v in record.before.values()):
+        return False
+    return all(v is None or (v.__class__ is str and len(v) == 64 and not v.strip("0123456789abcdef"))
+               for v in record.after.values())
 
 
 def _restore_batch(

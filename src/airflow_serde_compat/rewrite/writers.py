@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 from airflow_serde_compat._errors import cause_chain
 from airflow_serde_compat.scan.classify import Format, Verdict
 from airflow_serde_compat.scan.columns import StoredColumn
-from airflow_serde_compat.translate import CLASSNAME, DATA, VERSION
+from airflow_serde_compat.translate import CLASSNAME, DATA, TYPE, VERSION
 
 __all__ = ["Airflow31Writer", "CannotRewrite", "XCOM_UUID_CHOICES", "uuids_as_text"]
 
@@ -132,6 +132,14 @@ class Airflow31Writer:
             kwargs = self._base.deserialize(payload)
         if kwargs.__class__ is not dict:
             raise CannotRewrite(f"trigger kwargs decode to {type(kwargs).__name__}, not a dict")
+        if any(v.__class__ is dict and TYPE in v for v in kwargs.values()):
+            # 3.1's trigger runner decodes such a kwarg a second time (smart_decode_trigger_kwargs),
+            # which can import and call what the data names. The bridge guards that decode; once the
+            # row is rewritten the bridge comes out, so the row stays as it is, under the bridge.
+            raise CannotRewrite(
+                "a kwarg is a dict with a __type key, which Airflow 3.1's trigger runner decodes a second "
+                "time (only the bridge makes that safe)"
+            )
         clear = _dumps(self._serialize(kwargs))
 
         def same(p: Any) -> bool:
