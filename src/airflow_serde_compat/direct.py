@@ -59,9 +59,13 @@ def decoder(namespace: Mapping[str, Any]) -> Callable[[dict, bool, dict], Any]:
     def decode(payload: dict, enum_keys: bool, counts: dict[str, int]) -> Any:
         walk = _Walk(namespace, enum_keys)
         value = walk.value(payload, 0)
-        if walk.dicts:
-            walk.seen["dict"] = walk.seen.get("dict", 0) + walk.dicts
-        _merge(counts, walk.seen)
+        seen = walk.seen
+        if not seen and "dict" in counts:
+            counts["dict"] += walk.dicts  # the commonest row: plain dicts only, a kind already counted
+        else:
+            if walk.dicts:
+                seen["dict"] = seen.get("dict", 0) + walk.dicts
+            _merge(counts, seen)
         return value
 
     return decode
