@@ -45,9 +45,6 @@ class Fallback(Exception):
     """Not decided here: translate and let 3.1 decode, as without this module."""
 
 
-_FALLBACK = Fallback()  # raised often on foreign payloads: no traceback object worth building
-
-
 def decoder(namespace: Mapping[str, Any]) -> Callable[[dict, bool, dict], Any]:
     """``decode(payload, enum_keys, counts)`` for a dict that is not a legacy envelope.
 
@@ -94,22 +91,22 @@ class _Walk:
         if cls is float:
             return node if node - node == 0.0 else str(node)  # NaN/inf: 3.1 stored str(value)
         if depth > MAX_DEPTH:
-            raise _FALLBACK
+            raise Fallback
         if cls is list:
             return self.list(node, depth)
         if cls is not dict:
-            raise _FALLBACK
+            raise Fallback
         if CLASSNAME in node:
             if VERSION in node and TYPE not in node:
                 return self.envelope(node, depth)
-            raise _FALLBACK
+            raise Fallback
         if len(node) == 2:
             if TYPE in node and VAR in node:
                 return self.legacy(node[TYPE], node[VAR], node, depth)
             if self.enum_keys and ENUM_TYPE in node and ENUM_VAR in node:
                 type_ = node[ENUM_TYPE]
                 if type_.__class__ is not str or type_ not in ENUM_KEY_TYPES:
-                    raise _FALLBACK
+                    raise Fallback
                 self.seen[ENUM_TYPE] = self.seen.get(ENUM_TYPE, 0) + 1
                 return self.plain_legacy(type_, node[ENUM_VAR], depth)
         self.dicts += 1
@@ -130,7 +127,7 @@ class _Walk:
         out = {}
         for k, v in mapping.items():
             if k.__class__ is not str:
-                raise _FALLBACK  # not JSON: the translator's str(k) and its collisions decide
+                raise Fallback  # not JSON: the translator's str(k) and its collisions decide
             c = v.__class__
             out[k] = v if c is str or c is int or c is bool or v is None else self.value(v, depth)
         return out
@@ -140,7 +137,7 @@ class _Walk:
             self.dicts += 1  # a 3.2 user dict with these two keys
             return self.items(node, depth)
         if type_ not in (ENUM_KEY_TYPES if self.enum_keys else NESTED_LEGACY_TYPES):
-            raise _FALLBACK  # refused by the translator: its error, with the path
+            raise Fallback  # refused by the translator: its error, with the path
         return self.plain_legacy(type_, var, depth)
 
     def plain_legacy(self, type_: str, var: Any, depth: int) -> Any:
@@ -164,25 +161,25 @@ class _Walk:
                 return self.timezone(var)
         elif type_ == "timezone":
             return self.timezone(var)
-        raise _FALLBACK
+        raise Fallback
 
     def timezone(self, var: Any) -> Any:
         # translate._timezone_value's rule: what reaches pendulum's parser is one of these.
         if var.__class__ is int:
             if not -MAX_OFFSET_SECONDS < var < MAX_OFFSET_SECONDS:
-                raise _FALLBACK
+                raise Fallback
         elif var.__class__ is not str or not 0 < len(var) <= 255 or "\x00" in var:
-            raise _FALLBACK
+            raise Fallback
         return self.ns["decode_timezone"](var)
 
     def envelope(self, env: dict, depth: int) -> Any:
         classname = env[CLASSNAME]
         version = env[VERSION]
         if classname.__class__ is not str or version.__class__ is not int:
-            raise _FALLBACK
+            raise Fallback
         known = _BUILDERS.get(classname)
         if known is None or version > known[0]:
-            raise _FALLBACK
+            raise Fallback
         self.seen[classname] = self.seen.get(classname, 0) + 1
         return known[1](self, env.get(DATA), env, depth)
 
@@ -192,20 +189,20 @@ class _Walk:
 
 def _tuple(w: _Walk, data: Any, env: dict, depth: int) -> Any:
     if data.__class__ is not list:
-        raise _FALLBACK
+        raise Fallback
     return tuple(w.list(data, depth))
 
 
 def _set(w: _Walk, data: Any, env: dict, depth: int) -> Any:
     if data.__class__ is not list:
-        raise _FALLBACK
+        raise Fallback
     return set(w.list(data, depth))  # unhashable members: TypeError, then 3.1's own failure
 
 
 def _frozenset(w: _Walk, data: Any, env: dict, depth: int) -> Any:
     # Non-primitive members go to 3.1's serde through the translator's resolver.
     if data.__class__ is not list or not all(v is None or v.__class__ in (str, int, bool, float) for v in data):
-        raise _FALLBACK
+        raise Fallback
     return str(frozenset(data))
 
 
@@ -213,7 +210,7 @@ def _datetime(w: _Walk, data: Any, env: dict, depth: int) -> Any:
     ts = data.get("timestamp") if data.__class__ is dict else None
     if (ts.__class__ is float or ts.__class__ is int) and MIN_TIMESTAMP <= ts <= MAX_TIMESTAMP:
         return w.ns["from_timestamp"](float(ts))
-    raise _FALLBACK
+    raise Fallback
 
 
 def _timedelta(w: _Walk, data: Any, env: dict, depth: int) -> Any:
@@ -221,14 +218,14 @@ def _timedelta(w: _Walk, data: Any, env: dict, depth: int) -> Any:
     # duration): 3.1 then reads the float the translator stored.
     cls = data.__class__
     if cls is not int and cls is not float and cls is not str:
-        raise _FALLBACK
+        raise Fallback
     try:
         seconds = float(data)
     except ValueError:
-        raise _FALLBACK from None
+        raise Fallback from None
     if -MAX_TIMEDELTA_SECONDS <= seconds <= MAX_TIMEDELTA_SECONDS:  # NaN fails too
         return w.ns["datetime"].timedelta(seconds=seconds)
-    raise _FALLBACK
+    raise Fallback
 
 
 def _timezone(w: _Walk, data: Any, env: dict, depth: int) -> Any:
