@@ -26,7 +26,7 @@ import uuid
 from math import isfinite
 from typing import Any, Callable, Iterator
 
-from airflow_serde_compat import _patching, direct
+from airflow_serde_compat import _direct, _patching
 from airflow_serde_compat._patching import Patch, PatchSkipped, count, counts
 from airflow_serde_compat.translate import (
     CLASSNAME,
@@ -263,7 +263,7 @@ def _branches_inlinable(func: Callable[..., Any]) -> bool:
     return True
 
 
-#: The branches of 3.1.8's ``deserialize`` whose objects :mod:`airflow_serde_compat.direct`
+#: The branches of 3.1.8's ``deserialize`` whose objects :mod:`airflow_serde_compat._direct`
 #: builds itself, with the same constructors looked up in the same module globals. Its one-walk
 #: decode is only used while the original still reads exactly so.
 _DIRECT_BRANCHES = (
@@ -287,7 +287,7 @@ def _direct_decoder(module: Any, original: Callable[..., Any]) -> Callable[..., 
         return None
     if not all(branch in source for branch in _DIRECT_BRANCHES):
         return None
-    return direct.decoder(namespace)
+    return _direct.decoder(namespace)
 
 
 def _base_serialization_deserialize(module: Any, original: Callable[..., Any]) -> Callable[..., Any]:
@@ -311,7 +311,7 @@ def _base_serialization_deserialize(module: Any, original: Callable[..., Any]) -
                     try:
                         value = decode(encoded_var, _reading_trigger_kwargs.get(), counts)
                     except Exception:
-                        pass  # direct.Fallback or a failure: the translator's path decides, errors included
+                        pass  # _direct.Fallback or a failure: the translator's path decides, errors included
                     else:
                         _patching.stat("translated")
                         return value

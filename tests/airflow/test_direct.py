@@ -1,6 +1,6 @@
-"""The one-walk decode (``direct``) against the two-walk path it short-cuts: same objects, same counts.
+"""The one-walk decode (``_direct``) against the two-walk path it short-cuts: same objects, same counts.
 
-Whenever :mod:`airflow_serde_compat.direct` returns a value, the translator followed by 3.1.8's
+Whenever :mod:`airflow_serde_compat._direct` returns a value, the translator followed by 3.1.8's
 own ``deserialize`` must return the same (``describe``-equal) value with the same counts, and
 whenever the two-walk path fails, the direct one must not return anything. Checked on the golden
 corpus (where it must also really be used, not fall back) and on generated hostile JSON.
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from test_corpus import ALL
 from typed import describe
 
-from airflow_serde_compat import direct, translate
+from airflow_serde_compat import _direct, translate
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +27,8 @@ def decode():
     from airflow_serde_compat import _patching, patch
 
     original = _patching.original_of(serialized_objects.BaseSerialization, "deserialize")
+    # The wrapper uses the direct decode under exactly these two conditions.
+    assert patch._branches_inlinable(original)
     found = patch._direct_decoder(serialized_objects, original)
     assert found is not None, "3.1.8's deserialize no longer matches the branches direct builds"
     return found
@@ -128,7 +130,7 @@ def test_deep_payloads_are_left_to_the_translator(decode):
     payload = leaf = {}
     for _ in range(translate.MAX_DEPTH + 5):
         leaf["a"] = leaf = {}
-    with pytest.raises(direct.Fallback):
+    with pytest.raises(_direct.Fallback):
         decode(payload, False, {})
     with pytest.raises(translate.UnsupportedPayload, match="nested deeper"):
         two_walks(payload, False)
