@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The bridge's performance budget (issue #5): ratios measured side by side in one run.
+"""The bridge's performance budget (issues #5 and #14): ratios measured side by side in one run.
 
     make bench                                   # reinstalls the wheel, then runs this
     $(tools/venvs.sh 318t)/bin/python benchmarks/run.py [--quick] [--only 1,2,3,4,5]
@@ -23,7 +23,7 @@ the median of the per-round ratios and their min-max, and the median per-call ti
 
 ``benchmarks/instructions.py`` gives figures 1 and 3 again as callgrind instruction counts (a
 deterministic second opinion, about 5 minutes). Timings are never asserted anywhere: the machine is shared and noisy. The goal column is what
-issue #5 budgets; "meets" compares the median only.
+issues #5 (figure 4) and #14 (figures 1-3, 5) budget; "meets" compares the median only.
 """
 
 from __future__ import annotations
@@ -132,9 +132,11 @@ def payload_figures(report: Report, rounds: int, batch_s: float, only: set[int])
         return sample
 
     groups = {
-        "kwargs mix": [n for n in cases if not n.startswith("nested")],
+        "small mix": [n for n in cases if n.startswith("small.")],
+        "rich mix": [n for n in cases if n.startswith(("next_kwargs.", "trigger."))],
         "nested": [n for n in cases if n.startswith("nested")],
     }
+    assert sorted(n for names in groups.values() for n in names) == sorted(cases)
     for label, names in groups.items():
         leg = mix_fn([legacy[n] for n in names])
         new = mix_fn([serde32[n] for n in names])
@@ -142,7 +144,7 @@ def payload_figures(report: Report, rounds: int, batch_s: float, only: set[int])
         n = calibrate(new, None, batch_s)
         if 1 in only:
             s = interleave({"off": config(bridge(False), leg, n), "on": config(bridge(True), leg, n)}, rounds)
-            report.add(f"1 legacy {label}", "bridge off", "bridge on", Ratio.of(s["off"], s["on"]), 1.03)
+            report.add(f"1 legacy {label}", "bridge off", "bridge on", Ratio.of(s["off"], s["on"]), 1.00)
         if 3 in only:
             names_321 = names
 
@@ -154,9 +156,9 @@ def payload_figures(report: Report, rounds: int, batch_s: float, only: set[int])
                 rounds,
             )
             report.add(f"3 3.2 {label}", "legacy, bridge off", "3.2, bridge on",
-                       Ratio.of(s["legacy_off"], s["32_on"]), 1.3)
+                       Ratio.of(s["legacy_off"], s["32_on"]), 1.10)
             report.add(f"3 3.2 {label}", "3.2.1 serde.deserialize", "3.2, bridge on (3.1.8)",
-                       Ratio.of(s["321"], s["32_on"]), 0)
+                       Ratio.of(s["321"], s["32_on"]), 0.90)
     worker.stdin.close()
     worker.wait(timeout=30)
 
@@ -169,7 +171,7 @@ def payload_figures(report: Report, rounds: int, batch_s: float, only: set[int])
         n = calibrate(from_dict, data, batch_s * 3)
         s = interleave({"off": config(bridge(False), lambda _: from_dict(data), n),
                         "on": config(bridge(True), lambda _: from_dict(data), n)}, max(5, rounds // 2))
-        report.add("2 from_dict 300 tasks", "bridge off", "bridge on", Ratio.of(s["off"], s["on"]), 1.03)
+        report.add("2 from_dict 300 tasks", "bridge off", "bridge on", Ratio.of(s["off"], s["on"]), 1.00)
     airflow_serde_compat.activate()
 
 
@@ -304,7 +306,7 @@ def scheduler_figures(report: Report, rounds: int, home: Path, postgres: bool) -
             ).stdout
             s = json.loads(out.strip().splitlines()[-1])
             report.add(f"5 2,000 deferred TIs, {label}", "legacy rows", "3.2 rows",
-                       Ratio.of(s["legacy_active"], s["serde32_active"]), 1.10)
+                       Ratio.of(s["legacy_active"], s["serde32_active"]), 1.05)
             report.add(f"5 2,000 deferred TIs, {label}", "legacy, bridge off", "legacy, bridge on",
                        Ratio.of(s["legacy_inactive"], s["legacy_active"]), 0)
         finally:

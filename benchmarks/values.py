@@ -17,6 +17,13 @@ T0 = pendulum.datetime(2026, 3, 14, 9, 26, 53, tz="UTC")
 
 def cases() -> dict[str, object]:
     return {
+        # Small next_kwargs / trigger kwargs, the commonest rows: per-payload costs dominate.
+        "small.empty": {},
+        "small.event_none": {"event": None},
+        "small.event_datetime": {"event": T0},
+        "small.timeout": {"timeout": dt.timedelta(minutes=5)},
+        "small.window": {"window": (T0, T0.add(hours=1))},
+        "small.moment": {"moment": T0.add(minutes=5), "end_from_trigger": True, "delta": dt.timedelta(seconds=30)},
         # DateTimeTrigger / TimeDeltaSensorAsync: what the triggerer hands back as next_kwargs.
         "next_kwargs.event_datetime": {"event": T0},
         # A provider sensor's event payload (status dict), the common next_kwargs shape.

@@ -26,7 +26,7 @@ import uuid
 from math import isfinite
 from typing import Any, Callable, Iterator
 
-from airflow_serde_compat import _patching
+from airflow_serde_compat import _direct, _patching
 from airflow_serde_compat._patching import Patch, PatchSkipped, count, counts
 from airflow_serde_compat.translate import (
     CLASSNAME,
@@ -263,8 +263,38 @@ def _branches_inlinable(func: Callable[..., Any]) -> bool:
     return True
 
 
+#: The branches of 3.1.8's ``deserialize`` whose objects :mod:`airflow_serde_compat._direct`
+#: builds itself, with the same constructors looked up in the same module globals. Its one-walk
+#: decode is only used while the original still reads exactly so.
+_DIRECT_BRANCHES = (
+    "elif type_ == DAT.DATETIME: return from_timestamp(var)",
+    "elif type_ == DAT.TIMEDELTA: return datetime.timedelta(seconds=var)",
+    "elif type_ == DAT.TIMEZONE: return decode_timezone(var)",
+    "elif type_ == DAT.SET: return {cls.deserialize(v) for v in var}",
+    "elif type_ == DAT.TUPLE: return tuple(cls.deserialize(v) for v in var)",
+)
+
+
+def _direct_decoder(module: Any, original: Callable[..., Any]) -> Callable[..., Any] | None:
+    namespace = getattr(original, "__globals__", None)
+    if namespace is not module.__dict__ or not all(
+        callable(namespace.get(name)) for name in ("from_timestamp", "decode_timezone")
+    ):
+        return None
+    try:
+        source = " ".join(inspect.getsource(original).split())
+    except (OSError, TypeError):
+        return None
+    if not all(branch in source for branch in _DIRECT_BRANCHES):
+        return None
+    return _direct.decoder(namespace)
+
+
 def _base_serialization_deserialize(module: Any, original: Callable[..., Any]) -> Callable[..., Any]:
     inline = _branches_inlinable(original)
+    # The direct decode returns 3.1's objects for the whole payload, so it also stands for the
+    # container branches the wrapper runs itself: only with those checked too.
+    decode = _direct_decoder(module, original) if inline else None
 
     def deserialize(cls: Any, encoded_var: Any) -> Any:
         # Hot path: every node of every payload (serialized DAGs included) passes here, so
@@ -274,8 +304,17 @@ def _base_serialization_deserialize(module: Any, original: Callable[..., Any]) -
             return encoded_var
         if kind is dict:
             if not (len(encoded_var) == 2 and TYPE in encoded_var and VAR in encoded_var):
-                # Translated once at the top of a 3.2 payload; the result is legacy throughout
-                # and holds only the translator's OUTPUT_TYPES.
+                # The top of a 3.2 payload. Mostly plain values: built in one walk; anything
+                # else (and any doubt) is translated once, legacy throughout and holding only
+                # the translator's OUTPUT_TYPES, and decoded by 3.1.
+                if decode is not None:
+                    try:
+                        value = decode(encoded_var, _reading_trigger_kwargs.get(), counts)
+                    except Exception:
+                        pass  # _direct.Fallback or a failure: the translator's path decides, errors included
+                    else:
+                        _patching.stat("translated")
+                        return value
                 legacy = _translate(encoded_var)
                 try:
                     if inline and legacy.__class__ is dict and legacy.get(TYPE) == "dict":
