@@ -39,10 +39,11 @@ def dump(db: harness.Database) -> list[str]:
                              check=True, capture_output=True, text=True).stdout
         # pg_dump >= 15.14 brackets its output with \restrict <random key> lines
         return sorted(line for line in out.splitlines() if not line.startswith(("\\restrict", "\\unrestrict")))
+    # bytes: serialized_dag.data_compressed and other binary columns are dumped as they are
     out = subprocess.run(["mysqldump", "-h", db.host, "-P", str(db.port), "-u", db.user, "--skip-dump-date",
                           "--skip-extended-insert", "--no-create-info", db.name],
-                         check=True, capture_output=True, text=True).stdout
-    return sorted(out.splitlines())
+                         check=True, capture_output=True).stdout
+    return sorted(line.decode("utf-8", "backslashreplace") for line in out.split(b"\n"))
 
 
 def cli(s: harness.Scenario, db: harness.Database, *args: str) -> dict:
