@@ -492,13 +492,19 @@ DEADLINE = Patch(
 
 
 def _deserialize_deadline_alert(module: Any, original: Callable[..., Any]) -> Callable[..., Any]:
-    """Accept the JSON strings the 3.2 downgrade wrote for deadline alert fields on SQLite/MySQL.
+    """Accept the JSON strings the 3.2 downgrade wrote for deadline alerts on SQLite/MySQL.
 
-    Migration 0101's downgrade copies ``reference``/``callback`` through an untyped column, so
-    outside PostgreSQL they land in ``serialized_dag.data`` as JSON text, not objects.
+    Migration 0101's downgrade copies them through an untyped column, so outside PostgreSQL they
+    land in ``serialized_dag.data`` as JSON text, not objects: the ``reference``/``callback``
+    fields (SQLite) or the whole alert (MariaDB).
     """
 
     def deserialize_deadline_alert(cls: Any, encoded_data: dict) -> Any:
+        if encoded_data.__class__ is str and encoded_data[:1] == "{":
+            import json
+
+            # MariaDB: the whole alert came back as JSON text (parsed only, nothing is called).
+            encoded_data = json.loads(encoded_data)
         data = encoded_data.get(VAR, encoded_data) if encoded_data.__class__ is dict else None
         if data.__class__ is dict and any(data.get(f).__class__ is str for f in ("reference", "callback")):
             import json

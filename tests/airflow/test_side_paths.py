@@ -76,6 +76,23 @@ def test_deadline_alert_fields_stored_as_json_strings_decode(bridge):
     assert alert.callback.path == "deadline_dag.my_cb"
 
 
+def test_a_deadline_alert_stored_whole_as_json_text_decodes_in_a_dag_and_scan_counts_it(bridge):
+    """MariaDB: 0101's downgrade leaves each element of the DAG's `deadline` list as JSON text; 3.1.8 alone
+    fails on it (`'str' object has no attribute 'get'`), so scan must not call it legacy."""
+    from airflow.sdk.definitions.deadline import DeadlineAlert
+
+    from airflow_serde_compat.scan.classify import Format, serialized_dag_verdict
+
+    text = json.dumps(ALERT).replace("airflow.sdk.definitions.callback.", "airflow.sdk.definitions.deadline.")
+    alert = DeadlineAlert.deserialize_deadline_alert(text)
+    assert alert.callback.path == "deadline_dag.my_cb" and alert.interval.total_seconds() == 3600
+    verdict = serialized_dag_verdict(json.dumps({"__version": 3, "dag": {"dag_id": "d", "deadline": [text]}}))
+    assert verdict.format is Format.SERDE and "deadline alert stored as JSON text" in verdict.classnames
+    native = json.dumps({"__version": 3, "dag": {"dag_id": "d", "deadline": [alert.serialize_deadline_alert()]}},
+                        default=str)
+    assert serialized_dag_verdict(native).format is Format.LEGACY
+
+
 def test_the_callback_alias_exists_only_while_active(run_python):
     proc = run_python(
         """

@@ -137,10 +137,7 @@ def pristine_run(s: harness.Scenario) -> None:
 
 #: (db kind, writer) whose rewritten copy a pristine 3.1.8 runs to the end (CI budget: the others stop at
 #: rewrite/scan/restore, which take seconds; tests/scan covers SQLite and PostgreSQL 3.2.1 rows read natively).
-#: Not MariaDB yet: there the pristine 3.1.8 scheduler fails to load the rewritten copy's DAG version
-#: (DeadlineAlert.deserialize_deadline_alert handed a str: AttributeError 'str' object has no attribute
-#: 'get'), while scan counts nothing left: an open defect of rewrite/scan on MariaDB (issue 12 notes).
-PRISTINE = {("postgres", "321"), ("sqlite", "33x")}
+PRISTINE = {("postgres", "321"), ("sqlite", "33x"), ("mysql", "321")}
 
 
 def attach(s: harness.Scenario) -> None:

@@ -72,6 +72,8 @@ SERIALIZED_DAG_UNTRANSLATABLE_TYPES = {
 }
 _SERIALIZED_DAG_MARKERS = (
     CALLBACK_MODULE_PREFIX,
+    # deadline alerts (or their fields) the 0101 downgrade stored as JSON text: see _alerts_as_text
+    "deadline_alert",
     "AverageRuntimeDeadline",
     "__class_path",
     *SERIALIZED_DAG_UNTRANSLATABLE_TYPES,
@@ -368,6 +370,7 @@ def serialized_dag_parsed(text: Any) -> tuple[Verdict, Any]:
                 pass
 
     walk(payload, 0)
+    found.update(_alerts_as_text(payload))
     if not found:
         return LEGACY, payload
     if untranslatable:
@@ -375,6 +378,23 @@ def serialized_dag_parsed(text: Any) -> tuple[Verdict, Any]:
         names = sorted(found, key=lambda n: n.startswith(CALLBACK_MODULE_PREFIX))
         return Verdict(Format.SERDE, Bridge.UNTRANSLATABLE, tuple(names), "; ".join(untranslatable)), payload
     return Verdict(Format.SERDE, Bridge.TRANSLATABLE, tuple(found)), payload
+
+
+def _alerts_as_text(payload: Any) -> dict[str, None]:
+    """Deadline alerts 3.1's ``deserialize_deadline_alert`` cannot take: outside PostgreSQL the 0101
+    downgrade copies them through an untyped column, so an alert (MariaDB) or its ``reference`` and
+    ``callback`` fields (SQLite) come back as JSON text. Only a bridged 3.1 reads them."""
+    dag = payload.get("dag") if payload.__class__ is dict else None
+    alerts = dag.get("deadline") if dag.__class__ is dict else None
+    found: dict[str, None] = {}
+    for alert in alerts if alerts.__class__ is list else [alerts] if alerts is not None else []:
+        if alert.__class__ is str:
+            found["deadline alert stored as JSON text"] = None
+        elif alert.__class__ is dict:
+            data = alert.get(VAR, alert)
+            if data.__class__ is dict and any(data.get(f).__class__ is str for f in ("reference", "callback")):
+                found["deadline alert fields stored as JSON text"] = None
+    return found
 
 
 # --- xcom.value: read by 3.1's core serde --------------------------------------------------
