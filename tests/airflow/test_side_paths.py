@@ -91,6 +91,10 @@ def test_a_deadline_alert_stored_whole_as_json_text_decodes_in_a_dag_and_scan_co
     native = json.dumps({"__version": 3, "dag": {"dag_id": "d", "deadline": [alert.serialize_deadline_alert()]}},
                         default=str)
     assert serialized_dag_verdict(native).format is Format.LEGACY
+    # the whole list as a string (MariaDB's JSON_SET of a CAST(... AS JSON)): no 3.1 reader takes it
+    listed = json.dumps({"__version": 3, "dag": {"dag_id": "d", "deadline": json.dumps([ALERT["__var"]])}})
+    verdict = serialized_dag_verdict(listed)
+    assert verdict.format is Format.SERDE and verdict.bridge.value == "untranslatable", verdict
 
 
 def test_the_callback_alias_exists_only_while_active(run_python):

@@ -137,7 +137,10 @@ def pristine_run(s: harness.Scenario) -> None:
 
 #: (db kind, writer) whose rewritten copy a pristine 3.1.8 runs to the end (CI budget: the others stop at
 #: rewrite/scan/restore, which take seconds; tests/scan covers SQLite and PostgreSQL 3.2.1 rows read natively).
-PRISTINE = {("postgres", "321"), ("sqlite", "33x"), ("mysql", "321")}
+#: Not MariaDB: there the downgrade leaves a DAG version whose deadline list is JSON text, which neither a
+#: 3.1.8 nor the bridge reads (scan: untranslatable), and a 3.1.8 scheduler without the bridge's isolation
+#: exits on it while a DAG run still refers to that version.
+PRISTINE = {("postgres", "321"), ("sqlite", "33x")}
 
 
 def attach(s: harness.Scenario) -> None:

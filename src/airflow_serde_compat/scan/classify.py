@@ -72,8 +72,11 @@ SERIALIZED_DAG_UNTRANSLATABLE_TYPES = {
 }
 _SERIALIZED_DAG_MARKERS = (
     CALLBACK_MODULE_PREFIX,
-    # deadline alerts (or their fields) the 0101 downgrade stored as JSON text: see _alerts_as_text
+    # deadline alerts (or their fields, or the whole list) the 0101 downgrade stored as JSON text:
+    # see _alerts_as_text
     "deadline_alert",
+    '"deadline": "',
+    '"deadline":"',
     "AverageRuntimeDeadline",
     "__class_path",
     *SERIALIZED_DAG_UNTRANSLATABLE_TYPES,
@@ -371,6 +374,9 @@ def serialized_dag_parsed(text: Any) -> tuple[Verdict, Any]:
 
     walk(payload, 0)
     found.update(_alerts_as_text(payload))
+    if DEADLINE_LIST_AS_TEXT in found:
+        untranslatable[DEADLINE_LIST_AS_TEXT + ": neither 3.1 nor the bridge reads it; 3.1's dag-processor "
+                       "writes a new DAG version when it re-parses the file"] = None
     if not found:
         return LEGACY, payload
     if untranslatable:
@@ -380,6 +386,9 @@ def serialized_dag_parsed(text: Any) -> tuple[Verdict, Any]:
     return Verdict(Format.SERDE, Bridge.TRANSLATABLE, tuple(found)), payload
 
 
+DEADLINE_LIST_AS_TEXT = "DAG deadline list stored as JSON text (MariaDB downgrade)"
+
+
 def _alerts_as_text(payload: Any) -> dict[str, None]:
     """Deadline alerts 3.1's ``deserialize_deadline_alert`` cannot take: outside PostgreSQL the 0101
     downgrade copies them through an untyped column, so an alert (MariaDB) or its ``reference`` and
@@ -387,6 +396,10 @@ def _alerts_as_text(payload: Any) -> dict[str, None]:
     dag = payload.get("dag") if payload.__class__ is dict else None
     alerts = dag.get("deadline") if dag.__class__ is dict else None
     found: dict[str, None] = {}
+    if alerts.__class__ is str:
+        # MariaDB: 0101's downgrade JSON_SETs the list as a string (its CAST(... AS JSON) keeps text);
+        # 3.1 iterates it character by character.
+        return {DEADLINE_LIST_AS_TEXT: None}
     for alert in alerts if alerts.__class__ is list else [alerts] if alerts is not None else []:
         if alert.__class__ is str:
             found["deadline alert stored as JSON text"] = None
