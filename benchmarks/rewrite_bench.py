@@ -29,23 +29,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scan_bench import ADMIN, REPO, SERDE, _vm_hwm_kb, admin, sql_text  # noqa: E402
+from scan_bench import ADMIN, REPO, SERDE, _vm_hwm_kb, admin, migrated_cursor, sql_text  # noqa: E402
 
 
 def build(url: str, tis: int, triggers: int, key: str) -> None:
-    venv = subprocess.run(["bash", str(REPO / "tools/venvs.sh"), "318"], check=True, stdout=subprocess.PIPE,
-                          text=True).stdout.split()[-1]
-    with tempfile.TemporaryDirectory() as home:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-        env.update(AIRFLOW_HOME=home, AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=url, AIRFLOW__CORE__LOAD_EXAMPLES="False")
-        subprocess.run([f"{venv}/bin/airflow", "db", "migrate"], env=env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    import psycopg2
     from cryptography.fernet import Fernet
 
-    conn = psycopg2.connect(url.replace("postgresql+psycopg2", "postgresql"))
-    cur = conn.cursor()
-    cur.execute("SET session_replication_role = replica")  # no dag_run/dag_version parents needed
+    conn, cur = migrated_cursor(url)
     t0 = time.monotonic()
     cur.execute(
         f"""

@@ -54,7 +54,9 @@ def admin(sql: str) -> None:
     engine.dispose()
 
 
-def build(url: str, tis: int, triggers: int, keys: list[str]) -> None:
+def migrated_cursor(url: str):  # type: ignore[no-untyped-def]
+    """The real Airflow 3.1.8 schema (`airflow db migrate`) at `url`, and a psycopg2 connection + cursor
+    that fills it without parent rows."""
     venv = subprocess.run(["bash", str(REPO / "tools/venvs.sh"), "318"], check=True, stdout=subprocess.PIPE,
                           text=True).stdout.split()[-1]
     with tempfile.TemporaryDirectory() as home:
@@ -63,11 +65,17 @@ def build(url: str, tis: int, triggers: int, keys: list[str]) -> None:
         subprocess.run([f"{venv}/bin/airflow", "db", "migrate"], env=env, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     import psycopg2
-    from cryptography.fernet import Fernet
 
     conn = psycopg2.connect(url.replace("postgresql+psycopg2", "postgresql"))
     cur = conn.cursor()
     cur.execute("SET session_replication_role = replica")  # no dag_run/dag_version parents needed
+    return conn, cur
+
+
+def build(url: str, tis: int, triggers: int, keys: list[str]) -> None:
+    from cryptography.fernet import Fernet
+
+    conn, cur = migrated_cursor(url)
     t0 = time.monotonic()
     cur.execute(
         f"""
