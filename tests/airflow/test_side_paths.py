@@ -95,6 +95,11 @@ def test_a_deadline_alert_stored_whole_as_json_text_decodes_in_a_dag_and_scan_co
     listed = json.dumps({"__version": 3, "dag": {"dag_id": "d", "deadline": json.dumps([ALERT["__var"]])}})
     verdict = serialized_dag_verdict(listed)
     assert verdict.format is Format.SERDE and verdict.bridge.value == "untranslatable", verdict
+    # seen on MariaDB after a real downgrade: the list still holds 3.2's deadline_alert ids
+    ids = json.dumps({"__version": 3, "dag": {"dag_id": "d", "deadline": ["01a2389e-8c43-7260-909b-fd2927c7f616"]}})
+    verdict = serialized_dag_verdict(ids)
+    assert verdict.format is Format.SERDE and verdict.bridge.value == "untranslatable", verdict
+    assert "deadline_alert ids" in verdict.reason
 
 
 def test_the_callback_alias_exists_only_while_active(run_python):

@@ -77,6 +77,8 @@ _SERIALIZED_DAG_MARKERS = (
     "deadline_alert",
     '"deadline": "',
     '"deadline":"',
+    '"deadline": ["',
+    '"deadline":["',
     "AverageRuntimeDeadline",
     "__class_path",
     *SERIALIZED_DAG_UNTRANSLATABLE_TYPES,
@@ -374,9 +376,10 @@ def serialized_dag_parsed(text: Any) -> tuple[Verdict, Any]:
 
     walk(payload, 0)
     found.update(_alerts_as_text(payload))
-    if DEADLINE_LIST_AS_TEXT in found:
-        untranslatable[DEADLINE_LIST_AS_TEXT + ": neither 3.1 nor the bridge reads it; 3.1's dag-processor "
-                       "writes a new DAG version when it re-parses the file"] = None
+    for name in (DEADLINE_LIST_AS_TEXT, DEADLINE_ALERT_IDS):
+        if name in found:
+            untranslatable[name + ": neither 3.1 nor the bridge reads it; 3.1's dag-processor writes a new "
+                           "DAG version when it re-parses the file"] = None
     if not found:
         return LEGACY, payload
     if untranslatable:
@@ -387,6 +390,9 @@ def serialized_dag_parsed(text: Any) -> tuple[Verdict, Any]:
 
 
 DEADLINE_LIST_AS_TEXT = "DAG deadline list stored as JSON text (MariaDB downgrade)"
+#: Seen on MariaDB: the 0101 downgrade leaves 3.2's references to ``deadline_alert`` rows (their ids)
+#: in the DAG's deadline list, and drops that table: the alerts are gone.
+DEADLINE_ALERT_IDS = "DAG deadline list still holds 3.2 deadline_alert ids (the downgrade dropped the alerts)"
 
 
 def _alerts_as_text(payload: Any) -> dict[str, None]:
@@ -402,7 +408,7 @@ def _alerts_as_text(payload: Any) -> dict[str, None]:
         return {DEADLINE_LIST_AS_TEXT: None}
     for alert in alerts if alerts.__class__ is list else [alerts] if alerts is not None else []:
         if alert.__class__ is str:
-            found["deadline alert stored as JSON text"] = None
+            found["deadline alert stored as JSON text" if alert[:1] == "{" else DEADLINE_ALERT_IDS] = None
         elif alert.__class__ is dict:
             data = alert.get(VAR, alert)
             if data.__class__ is dict and any(data.get(f).__class__ is str for f in ("reference", "callback")):
