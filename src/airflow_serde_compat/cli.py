@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import sys
 import traceback
@@ -126,6 +127,9 @@ def _connection_arguments(parser: argparse.ArgumentParser, *, fernet: bool = Tru
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # alembic >= 1.17 logs six "setup plugin" lines at INFO when Airflow's models import it: noise in an
+    # operator's terminal, next to the one line that matters.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         if args.command == "scan":
             return _scan(args)

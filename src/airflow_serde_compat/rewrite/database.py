@@ -149,6 +149,16 @@ def live_components(conn: sa.Connection, now: dt.datetime | None = None) -> list
     return alive
 
 
+def _still_running(alive: list[str]) -> str:
+    # A component killed without its shutdown (SIGKILL, a node lost) leaves its job row 'running': waiting
+    # the heartbeat out is as good an answer as --force, and needs no judgement.
+    return (
+        "Airflow components of this database are running: " + "; ".join(alive)
+        + f". Stop them first; a job killed without shutting down counts as running until its last heartbeat "
+        f"is {int(ALIVE_WITHIN.total_seconds())} s old (or --force, if those jobs are known to be dead)"
+    )
+
+
 def _check_database(conn: sa.Connection, url: str, force: bool, forced_past: list[str]) -> tuple[set[str], list[str]]:
     inspector = sa.inspect(conn)
     tables = set(inspector.get_table_names())
@@ -168,10 +178,7 @@ def _check_database(conn: sa.Connection, url: str, force: bool, forced_past: lis
     if "job" in tables:
         alive = live_components(conn)
         if alive and not force:
-            raise RewriteError(
-                "Airflow components of this database are running: " + "; ".join(alive)
-                + ". Stop them first (or --force, if those jobs are known to be dead)"
-            )
+            raise RewriteError(_still_running(alive))
         forced_past.extend(alive)
     return tables, warnings
 
@@ -452,10 +459,7 @@ def restore_backup(engine: sa.Engine, path: str, *, force: bool = False, progres
         if "job" in set(sa.inspect(conn).get_table_names()):
             alive = live_components(conn)
             if alive and not force:
-                raise RewriteError(
-                    "Airflow components of this database are running: " + "; ".join(alive)
-                    + ". Stop them first (or --force, if those jobs are known to be dead)"
-                )
+                raise RewriteError(_still_running(alive))
     if progress is not None:
         progress.start("restore", None)
     # A row backed up twice (killed between a batch's backup and its commit, then rewritten again
