@@ -22,7 +22,7 @@ install-test-venv:
 
 # Tests run against the installed wheel (its .pth included), as users get it.
 test: install-test-venv
-	TZ=UTC HYPOTHESIS_PROFILE=ci $(TEST_VENV)/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+	TZ=UTC HYPOTHESIS_PROFILE=ci $(TEST_VENV)/bin/python -m pytest -p no:cacheprovider --durations=30 $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory run-readers
 
 # Golden corpus, properties (200 examples each) and activation under every other 3.1.x reader,
