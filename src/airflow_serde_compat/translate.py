@@ -235,12 +235,22 @@ _RETRY: Any = object()
 MAX_COUNTED_KINDS = 256
 
 
+_SAFE_KINDS: dict[str, str] = {}
+
+
 def _merge(counts: dict[str, int] | None, seen: dict[str, int]) -> None:
     if counts is None:
         return
     for kind, n in seen.items():
         if kind not in counts:
-            kind = safe_name(kind) if kind != ENUM_TYPE else kind
+            safe = _SAFE_KINDS.get(kind)
+            if safe is None:
+                safe = safe_name(kind) if kind != ENUM_TYPE else kind
+                # The scan merges into a fresh dict per row: the same few names, a million times.
+                # Bounded in entries and in length, since the names come from rows.
+                if len(_SAFE_KINDS) < MAX_COUNTED_KINDS and len(kind) <= 200:
+                    _SAFE_KINDS[kind] = safe
+            kind = safe
             if len(counts) >= MAX_COUNTED_KINDS and kind not in counts:
                 kind = "(other)"
         counts[kind] = counts.get(kind, 0) + n

@@ -10,6 +10,8 @@ ever written.
 from __future__ import annotations
 
 import datetime as dt
+import queue
+import threading
 from typing import Any, Iterable, Iterator, Protocol, Sequence
 
 import sqlalchemy as sa
@@ -23,6 +25,7 @@ from airflow_serde_compat.scan.verify import Outcome, Verifier
 __all__ = ["Progress", "ScanError", "as_utc", "revision_warnings", "safe_url", "scan_database", "schema_revision", "table_columns"]
 
 BATCH_ROWS = 2000
+_AGE = "serde_compat_age"
 HOLDER_LOOKUP_CHUNK = 500
 
 
@@ -75,9 +78,60 @@ def _partitions(conn: sa.Connection, stmt: Any, batch: int) -> Iterator[Sequence
     # A server-side cursor (psycopg2 named cursor, MySQL SSCursor): at most one batch in memory.
     result = conn.execution_options(stream_results=True, yield_per=batch).execute(stmt)
     try:
-        yield from result.partitions()
+        if conn.dialect.name == "sqlite":
+            # In-process: no server works while Python classifies, so nothing to overlap.
+            yield from result.partitions()
+        else:
+            yield from _prefetched(result, f"scan {batch}")
     finally:
         result.close()
+
+
+_DONE: Any = object()
+
+
+def _prefetched(result: Any, name: str) -> Iterator[Sequence[Any]]:
+    """``result.partitions()``, the next batch fetched on a thread while this one is classified.
+
+    The driver waits for the server without the GIL, so the server's share of the scan (sending
+    and converting rows) overlaps with Python's instead of adding to it. Two batches ahead at most.
+    """
+    handoff: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def fetch() -> None:
+        try:
+            for part in result.partitions():
+                if not put(part):
+                    return
+            put(_DONE)
+        except BaseException as err:  # handed over and raised in the scanning thread
+            put(err)
+
+    fetcher = threading.Thread(target=fetch, name=f"airflow-serde-compat {name}", daemon=True)
+    fetcher.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        # The connection is the fetcher's until it has stopped: only then may the caller close
+        # the result or use the connection again.
+        stop.set()
+        fetcher.join()
 
 
 def as_utc(value: Any) -> dt.datetime | None:
@@ -215,11 +269,18 @@ def _scan_column(
     lookup = column.holder_lookup
     lookup_col = lookup.row_column if lookup is not None and lookup.row_column in present else None
     extra = [c for c in column.extra_columns if c in present]
-    wanted = list(dict.fromkeys([*identity, *timestamps, *holders, *([lookup_col] if lookup_col else [])]))
+    # Identity only names the rows of --verify failures; of the timestamps only the first one set
+    # is the row's age, which PostgreSQL can pick (SQLite's text needs as_utc's parsing per column).
+    named = identity if verifier is not None else []
+    ages: list[Any] = [sa.column(c) for c in timestamps]
+    if dialect == "postgresql" and len(timestamps) > 1:
+        ages, timestamps = [sa.func.coalesce(*ages).label(_AGE)], [_AGE]
+    wanted = list(dict.fromkeys([*named, *holders, *([lookup_col] if lookup_col else [])]))
     stmt = sa.select(
         _payload_column(dialect, column.column),
         *[sa.column(c) for c in extra],
         *[sa.column(c) for c in wanted],
+        *ages,
     ).select_from(sa.table(column.table))
     if progress is not None:
         total = conn.execute(sa.select(sa.func.count()).select_from(sa.table(column.table))).scalar()
