@@ -22,14 +22,13 @@ import io
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scan_bench import ADMIN, REPO, SERDE, _vm_hwm_kb, admin, migrated_cursor, sql_text  # noqa: E402
+from scan_bench import ADMIN, SERDE, admin, measured_child, migrated_cursor, sql_text  # noqa: E402
 
 
 def build(url: str, tis: int, triggers: int, key: str) -> None:
@@ -63,26 +62,10 @@ def build(url: str, tis: int, triggers: int, key: str) -> None:
 
 
 def run(cmd: list[str]) -> tuple[float, float, int, dict, float]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env["PYTHONPATH"] = str(REPO / "src")
-    with tempfile.TemporaryFile("w+") as out:
-        t0 = time.monotonic()
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.PIPE, text=True)
-        peak_kb = 0
-        while True:
-            done, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if done:
-                break
-            peak_kb = max(peak_kb, _vm_hwm_kb(proc.pid))
-            time.sleep(0.02)
-        wall = time.monotonic() - t0
-        code = os.waitstatus_to_exitcode(status)
-        stderr = proc.stderr.read() if proc.stderr else ""
-        out.seek(0)
-        text = out.read()
-    if code not in (0, 1):
-        raise SystemExit(f"{' '.join(cmd[2:4])} failed ({code}): {stderr.strip()[-2000:]}")
-    return wall, peak_kb / 1024, code, json.loads(text or "{}"), usage.ru_utime + usage.ru_stime
+    child = measured_child(cmd)
+    if child.code not in (0, 1):
+        raise SystemExit(f"{' '.join(cmd[2:4])} failed ({child.code}): {child.stderr.strip()[-2000:]}")
+    return child.wall, child.peak_mb, child.code, json.loads(child.stdout or "{}"), child.cpu
 
 
 def main() -> int:

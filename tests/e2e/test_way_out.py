@@ -1,7 +1,6 @@
 """The way out (issue 12) on real 3.2.x rows after a real downgrade: see way_out.py for the phases."""
 from __future__ import annotations
 
-import json
 
 import pytest
 

@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import PG_ADMIN_URL, SECRET, BuiltDatabase, _pg_admin, run_cli
+from conftest import SECRET, BuiltDatabase, _pg_admin, run_cli
 
 pytestmark = pytest.mark.airflow
 

@@ -13,7 +13,6 @@ import os
 import subprocess
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from conftest import HERE, _airflow_env, _run, venv_python

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from airflow_serde_compat._errors import OperatorError, first_line
 from airflow_serde_compat.rewrite.backup import BackupError, BackupFile, Record, fingerprint, read_backup
 from airflow_serde_compat.rewrite.writers import Airflow31Writer, CannotRewrite
-from airflow_serde_compat.scan.classify import TOO_DEEP, Bridge, Format, TriggerKwargsReader, Verdict, undecodable
+from airflow_serde_compat.scan.classify import TOO_DEEP, Bridge, Format, TriggerKwargsReader, undecodable
 from airflow_serde_compat.scan.columns import COLUMNS, StoredColumn
 from airflow_serde_compat.scan.database import (
     Progress,
