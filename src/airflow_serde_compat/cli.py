@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import traceback
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from airflow_serde_compat._errors import OperatorError, first_line, one_line
 
@@ -280,18 +280,29 @@ def _scan(args: argparse.Namespace) -> int:
 
         with _airflow_quiet():
             verifier = verifier_for_installed_airflow()
-    progress = _progress(args)
     try:
-        report = scan_database(engine, fernet_keys=keys, verifier=verifier, progress=progress, batch=args.batch_size)
+        report = _with_progress(args, engine, lambda progress: scan_database(
+            engine, fernet_keys=keys, verifier=verifier, progress=progress, batch=args.batch_size))
     except sa.exc.DBAPIError as err:
         raise ScanError(f"cannot read {engine.url.render_as_string(hide_password=True)}: {first_line(getattr(err, 'orig', err))}") from err
+    return _printed(args, report, report_as_json, report_as_text)
+
+
+def _with_progress(args: argparse.Namespace, engine: Any, run: Callable[[Any], Any]) -> Any:
+    """``run(progress)``; the progress display closed and the engine disposed however it ends."""
+    progress = _progress(args)
+    try:
+        return run(progress)
     finally:
         if progress is not None:
             progress.close()
         engine.dispose()
-    sys.stdout.write(report_as_json(report) + "\n" if args.output == "json" else report_as_text(report))
+
+
+def _printed(args: argparse.Namespace, result: Any, as_json: Callable[[Any], str], as_text: Callable[[Any], str]) -> int:
+    sys.stdout.write(as_json(result) + "\n" if args.output == "json" else as_text(result))
     sys.stdout.flush()
-    return report.exit_code
+    return result.exit_code
 
 
 # --- rewrite / restore -----------------------------------------------------------------------
@@ -338,18 +349,13 @@ def _rewrite(args: argparse.Namespace) -> int:
             writer = Airflow31Writer(keys, xcom_uuid=args.xcom_uuid)
         except ValueError as err:
             raise CliError(str(err)) from None
-    progress = _progress(args)
-    try:
+
+    def run(progress: Any) -> Any:
         with _airflow_quiet():
-            result = rewrite_database(engine, writer=writer, fernet_keys=keys, apply=args.apply, backup_path=backup,
-                                      force=args.force, only=args.only, progress=progress, batch=args.batch_size)
-    finally:
-        if progress is not None:
-            progress.close()
-        engine.dispose()
-    sys.stdout.write(rewrite_as_json(result) + "\n" if args.output == "json" else rewrite_as_text(result))
-    sys.stdout.flush()
-    return result.exit_code
+            return rewrite_database(engine, writer=writer, fernet_keys=keys, apply=args.apply, backup_path=backup,
+                                    force=args.force, only=args.only, progress=progress, batch=args.batch_size)
+
+    return _printed(args, _with_progress(args, engine, run), rewrite_as_json, rewrite_as_text)
 
 
 def _restore(args: argparse.Namespace) -> int:
@@ -358,16 +364,9 @@ def _restore(args: argparse.Namespace) -> int:
 
     url = _database_url(args.sql_alchemy_conn)
     engine = _engine(url)
-    progress = _progress(args)
-    try:
-        result = restore_backup(engine, args.file, force=args.force, progress=progress)
-    finally:
-        if progress is not None:
-            progress.close()
-        engine.dispose()
-    sys.stdout.write(restore_as_json(result) + "\n" if args.output == "json" else restore_as_text(result))
-    sys.stdout.flush()
-    return result.exit_code
+    result = _with_progress(args, engine, lambda progress: restore_backup(engine, args.file, force=args.force,
+                                                                           progress=progress))
+    return _printed(args, result, restore_as_json, restore_as_text)
 
 
 # --- doctor ----------------------------------------------------------------------------------
