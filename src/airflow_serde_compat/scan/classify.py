@@ -192,7 +192,21 @@ def kwargs_verdict(payload: Any, *, enum_keys: bool = False) -> Verdict:
             "decoded only inside a patched Airflow 3.1 process: " + ", ".join(names),
             names,
         )
-    return Verdict(Format.SERDE, Bridge.TRANSLATABLE, _kinds(kinds))
+    return _translatable(_kinds(kinds))
+
+
+_TRANSLATABLE: dict[tuple[str, ...], Verdict] = {}
+
+
+def _translatable(names: tuple[str, ...]) -> Verdict:
+    # Rows of one deferral share one verdict: built once, not once per row (frozen dataclasses
+    # cost a call per field). Bounded: the names come from rows (made safe, but any number).
+    verdict = _TRANSLATABLE.get(names)
+    if verdict is None:
+        verdict = Verdict(Format.SERDE, Bridge.TRANSLATABLE, names)
+        if len(_TRANSLATABLE) < 256 and len(names) <= 8:
+            _TRANSLATABLE[names] = verdict
+    return verdict
 
 
 def _kinds(kinds: dict[str, int], extra: str | None = None) -> tuple[str, ...]:
