@@ -33,7 +33,7 @@ from airflow_serde_compat.scan.classify import (
     xcom_parsed,
 )
 
-__all__ = ["COLUMNS", "HolderLookup", "Reader", "StoredColumn", "kwargs_legacy_sql"]
+__all__ = ["COLUMNS", "HolderLookup", "Reader", "StoredColumn"]
 
 
 
@@ -77,58 +77,6 @@ class StoredColumn:
     #: The table's primary key in the 3.1 schema: how ``rewrite`` pages through it and names the
     #: row it updates (``identity`` is what reports show; it need not be unique on a 3.2 schema).
     primary_key: tuple[str, ...] = ("id",)
-    #: SQL for a PostgreSQL condition on the stored JSONB value (given its SQL) that holds only for rows
-    #: :attr:`classify` finds LEGACY: the scan counts those without reading them. A sufficient
-    #: condition, not an equivalence: rows it does not hold for are read and classified as always.
-    postgres_legacy: Callable[[str], str] | None = None
-
-
-#: Legacy leaf envelopes as 3.1 writes them in next_kwargs: a plain __var that legacy_throughout
-#: does not walk into.
-_LEAVES = "'datetime', 'timedelta', 'timezone'"
-_CONTAINER = "('object', 'array')"
-#: Python's int() refuses more than 4,300 digits, so such a number makes the row unreadable to
-#: 3.1 and to the scan: such rows are never counted legacy here.
-_NO_HUGE_NUMBER = """coalesce(NOT jsonb_path_exists({v},
-    'strict $.** ? (@.type() == "number" && (@ > 1e300 || @ < -1e300))', '{{}}', true), false)"""
-
-
-# Every part is written so that it cannot raise on any JSONB value, whatever order PostgreSQL
-# evaluates it in (CASE is the only order SQL guarantees), and is never NULL where a NULL would
-# read as "no objection" (coalesce).
-
-def _envelope_sql(v: str) -> str:
-    return f"(CASE WHEN jsonb_typeof({v}) = 'object' THEN {v} ? '__var' AND {v} - '__type' - '__var' = '{{}}'::jsonb ELSE false END)"
-
-
-def _plain_list_sql(v: str) -> str:
-    return f"""(CASE WHEN jsonb_typeof({v}) = 'array' THEN coalesce(NOT jsonb_path_exists({v},
-        'strict $[*] ? (@.type() == "object" || @.type() == "array")', '{{}}', true), false) ELSE false END)"""
-
-
-def _plain_value_sql(v: str) -> str:
-    return f"""coalesce(CASE WHEN {_envelope_sql(v)} THEN
-          (jsonb_typeof({v} -> '__type') = 'string' AND ({v} ->> '__type') IN ({_LEAVES})
-           AND jsonb_typeof({v} -> '__var') NOT IN {_CONTAINER})
-          OR (({v} -> '__type') IN ('"tuple"'::jsonb, '"set"'::jsonb) AND {_plain_list_sql(f"({v} -> '__var')")})
-        ELSE {_plain_list_sql(v)} END, false)"""
-
-
-def kwargs_legacy_sql(value: str) -> str:
-    """``legacy_throughout`` for the shape 3.1 itself writes next_kwargs in, as PostgreSQL checks it
-    on the stored JSONB, and only where the scan's own parse of the value cannot fail.
-
-    A legacy dict envelope whose values are plain, legacy leaf envelopes of a plain value, or
-    lists / tuple and set envelopes of plain values. Anything else (a nested dict, a dict in a
-    list, any other envelope) is left to Python, which decides exactly.
-    """
-    each = "serde_compat_each.v"
-    return f"""(CASE WHEN {_envelope_sql(value)} AND coalesce({value} -> '__type' = '"dict"'::jsonb, false)
-        AND coalesce(jsonb_typeof({value} -> '__var') = 'object', false)
-      THEN {_NO_HUGE_NUMBER.format(v=value)} AND NOT EXISTS (
-        SELECT 1 FROM jsonb_each({value} -> '__var') AS serde_compat_each(k, v)
-        WHERE jsonb_typeof({each}) IN {_CONTAINER} AND NOT {_plain_value_sql(each)})
-      ELSE false END)"""
 
 
 # --- decode: the stored value -> JSON text ------------------------------------------------------
@@ -211,12 +159,11 @@ COLUMNS: tuple[StoredColumn, ...] = (
     StoredColumn(
         "task_instance.next_kwargs", "task_instance", "next_kwargs", _TI_KEY, _text, _next_kwargs,
         Reader.BASE_SERIALIZATION, timestamps=("start_date", "queued_dttm", "updated_at"),
-        postgres_legacy=kwargs_legacy_sql,
     ),
     StoredColumn(
         "task_instance_history.next_kwargs", "task_instance_history", "next_kwargs", (*_TI_KEY, "try_number"),
         _text, _next_kwargs, Reader.BASE_SERIALIZATION, timestamps=("start_date", "queued_dttm", "updated_at"),
-        primary_key=("task_instance_id",), postgres_legacy=kwargs_legacy_sql,
+        primary_key=("task_instance_id",),
     ),
     StoredColumn(
         "trigger.kwargs", "trigger", "kwargs", ("id", "classpath"), _trigger_kwargs_text, _trigger_kwargs,

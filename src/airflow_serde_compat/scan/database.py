@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import queue
 import threading
-from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Iterable, Iterator, Protocol, Sequence
 
 import sqlalchemy as sa
 
@@ -157,14 +157,10 @@ def scan_database(
     batch: int = BATCH_ROWS,
     columns: Iterable[StoredColumn] = COLUMNS,
     now: dt.datetime | None = None,
-    prefilter: bool = True,
 ) -> ScanReport:
     """Scan every column; raise :class:`ScanError` for problems the operator must fix.
 
     ``verifier`` (``--verify``) checks every 3.2-format row the way the bridge will read it.
-    ``prefilter``: let PostgreSQL count the rows it can show are legacy
-    (:attr:`StoredColumn.postgres_legacy`) instead of reading them; False reads every row. The
-    report is the same either way (the tests compare them).
     """
     try:
         trigger_reader = TriggerKwargsReader(fernet_keys)
@@ -197,12 +193,7 @@ def scan_database(
             if column.column not in present:
                 report.present, report.absent_reason = False, f"no column {column.table}.{column.column}"
                 continue
-            proven = None
-            if prefilter and column.postgres_legacy is not None and conn.dialect.name == "postgresql":
-                # Only on JSONB, parsed when it was stored: the condition then cannot fail on a row.
-                if _is_jsonb(inspector, column):
-                    proven = column.postgres_legacy
-            _scan_column(conn, report, present, trigger_reader, verifier, progress, batch, proven)
+            _scan_column(conn, report, present, trigger_reader, verifier, progress, batch)
             if column.holder_lookup is not None and report.holder_keys:
                 _resolve_holders(conn, report, tables, inspector)
         if trigger_reader.encrypted and not trigger_reader.decrypted:
@@ -257,13 +248,6 @@ def revision_warnings(revision: str | None) -> list[str]:
     return []
 
 
-def _is_jsonb(inspector: Any, column: StoredColumn) -> bool:
-    from sqlalchemy.dialects.postgresql import JSONB
-
-    types = {c["name"].lower(): c["type"] for c in inspector.get_columns(column.table)}
-    return isinstance(types.get(column.column), JSONB)
-
-
 def safe_url(url: sa.URL) -> str:
     return url.render_as_string(hide_password=True)
 
@@ -276,7 +260,6 @@ def _scan_column(
     verifier: Verifier | None,
     progress: Progress | None,
     batch: int,
-    proven_legacy: Callable[[str], str] | None = None,
 ) -> None:
     column = report.column
     dialect = conn.dialect.name
@@ -299,8 +282,6 @@ def _scan_column(
         *[sa.column(c) for c in wanted],
         *ages,
     ).select_from(sa.table(column.table))
-    if proven_legacy is not None:
-        stmt = _flagged(stmt, proven_legacy(sa.column(column.column).compile(conn).string), column.table)
     if progress is not None:
         total = conn.execute(sa.select(sa.func.count()).select_from(sa.table(column.table))).scalar()
         progress.start(column.name, total)
@@ -315,9 +296,6 @@ def _scan_column(
             # checks here; everything else is rare enough for the slow path.
             legacy = nulls = 0
             for row in rows:
-                if proven_legacy is not None and row[-1]:
-                    legacy += 1
-                    continue
                 mapping = row._mapping
                 try:
                     text, verdict = decode(mapping[name], mapping, trigger_reader)
@@ -355,26 +333,6 @@ def _scan_column(
             progress.stop()
     report.encrypted = trigger_reader.encrypted - encrypted_before
     report.plaintext = trigger_reader.plaintext - plaintext_before
-
-
-_PROVEN = "serde_compat_proven_legacy"
-
-
-def _flagged(stmt: Any, condition: str, table: str) -> Any:
-    """``stmt`` plus a last column: True where ``condition`` holds, and then every other column NULL,
-    so such a row costs a few bytes and one test here. One statement, so one snapshot: the rows
-    counted legacy this way and the rows read are the same table, as a single read would see it."""
-    # OFFSET 0 keeps PostgreSQL from inlining the subquery, which would repeat the condition per column.
-    inner = (
-        sa.select(sa.literal_column(f"coalesce({condition}, false)", sa.Boolean).label(_PROVEN), *stmt.selected_columns)
-        .select_from(sa.table(table))
-        .offset(0)
-        .subquery()
-    )
-    proven = inner.c[_PROVEN]
-    return sa.select(
-        *[sa.case((proven, sa.null()), else_=c).label(c.name) for c in inner.c if c.name != _PROVEN], proven
-    )
 
 
 def _count_serde(
