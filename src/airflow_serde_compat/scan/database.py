@@ -142,6 +142,8 @@ def as_utc(value: Any) -> dt.datetime | None:
             value = dt.datetime.fromisoformat(value)
         except ValueError:
             return None
+    if value.__class__ is dt.datetime and value.tzinfo is dt.timezone.utc:
+        return value  # PostgreSQL's, most of the time
     if not isinstance(value, dt.datetime):
         return None
     # Airflow stores UTC; SQLite hands back naive text.
@@ -290,6 +292,8 @@ def _scan_column(
     counts = report.counts
     name, decode, classify = column.column, column.decode, column.classify
     legacy_format, null_format, undecodable_format = Format.LEGACY, Format.NULL, Format.UNDECODABLE
+    # Rows of one kind share one verdict: counted per verdict here, added up once at the end.
+    serde: dict[Verdict, int] = {}
     try:
         for rows in _partitions(conn, stmt, batch):
             # Legacy and NULL rows (most of them, long after the rollback) cost two identity
@@ -317,8 +321,8 @@ def _scan_column(
                     if verifier is not None:
                         report.add_failure(_identity(mapping, identity), None, verdict.reason or "undecodable")
                     continue
-                counts[fmt.value] += 1
-                _count_serde(report, verdict, mapping, timestamps, holders, lookup_col)
+                serde[verdict] = serde.get(verdict, 0) + 1
+                _count_age_and_holder(report, mapping, timestamps, holders, lookup_col)
                 if verifier is not None:
                     _verify_row(report, verifier, payload, verdict, _identity(mapping, identity))
             counts[legacy_format.value] += legacy
@@ -331,24 +335,25 @@ def _scan_column(
     finally:
         if progress is not None:
             progress.stop()
+    _count_serde(report, serde)
     report.encrypted = trigger_reader.encrypted - encrypted_before
     report.plaintext = trigger_reader.plaintext - plaintext_before
 
 
-def _count_serde(
-    report: ColumnReport,
-    verdict: Verdict,
-    mapping: Any,
-    timestamps: list[str],
-    holders: list[str],
-    lookup_col: str | None,
+def _count_serde(report: ColumnReport, serde: dict[Verdict, int]) -> None:
+    for verdict, n in serde.items():
+        assert verdict.bridge is not None
+        report.counts[verdict.format.value] += n
+        report.counts[verdict.bridge.value] += n
+        for name in verdict.classnames:
+            report.classnames[name] += n
+        if verdict.bridge is not Bridge.TRANSLATABLE and verdict.reason:
+            report.reasons[verdict.reason] += n
+
+
+def _count_age_and_holder(
+    report: ColumnReport, mapping: Any, timestamps: list[str], holders: list[str], lookup_col: str | None
 ) -> None:
-    assert verdict.bridge is not None
-    report.counts[verdict.bridge.value] += 1
-    for name in verdict.classnames:
-        report.classnames[name] += 1
-    if verdict.bridge is not Bridge.TRANSLATABLE and verdict.reason:
-        report.reasons[verdict.reason] += 1
     for column in timestamps:
         when = as_utc(mapping[column])
         if when is not None:
