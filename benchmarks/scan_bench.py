@@ -132,9 +132,10 @@ def measured_child(cmd: list[str]) -> Child:
     """Run ``cmd`` (``src/`` on its path, no AIRFLOW* variables); its wall time, peak RSS, output."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env["PYTHONPATH"] = str(REPO / "src")
-    with tempfile.TemporaryFile("w+") as out:
+    # Both to files: a child writing more than a pipe holds to an unread stderr would never end.
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t0 = time.monotonic()
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, text=True)
         # VmHWM of the child's own address space: rusage's ru_maxrss survives exec and would
         # include this (much larger) benchmark process the child was forked from.
         peak_kb = 0
@@ -145,7 +146,8 @@ def measured_child(cmd: list[str]) -> Child:
             peak_kb = max(peak_kb, _vm_hwm_kb(proc.pid))
             time.sleep(0.02)
         wall = time.monotonic() - t0
-        stderr = proc.stderr.read() if proc.stderr else ""
+        err.seek(0)
+        stderr = err.read()
         out.seek(0)
         # The child's own CPU time: on a shared machine wall time also measures the neighbours.
         return Child(wall, peak_kb / 1024, os.waitstatus_to_exitcode(status), out.read(), stderr,

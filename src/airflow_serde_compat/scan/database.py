@@ -82,7 +82,7 @@ def _partitions(conn: sa.Connection, stmt: Any, batch: int) -> Iterator[Sequence
             # In-process: no server works while Python classifies, so nothing to overlap.
             yield from result.partitions()
         else:
-            yield from _prefetched(result, f"scan {batch}")
+            yield from _prefetched(result)
     finally:
         result.close()
 
@@ -90,7 +90,7 @@ def _partitions(conn: sa.Connection, stmt: Any, batch: int) -> Iterator[Sequence
 _DONE: Any = object()
 
 
-def _prefetched(result: Any, name: str) -> Iterator[Sequence[Any]]:
+def _prefetched(result: Any) -> Iterator[Sequence[Any]]:
     """``result.partitions()``, the next batch fetched on a thread while this one is classified.
 
     The driver waits for the server without the GIL, so the server's share of the scan (sending
@@ -117,7 +117,7 @@ def _prefetched(result: Any, name: str) -> Iterator[Sequence[Any]]:
         except BaseException as err:  # handed over and raised in the scanning thread
             put(err)
 
-    fetcher = threading.Thread(target=fetch, name=f"airflow-serde-compat {name}", daemon=True)
+    fetcher = threading.Thread(target=fetch, name="airflow-serde-compat scan reader", daemon=True)
     fetcher.start()
     try:
         while True:
@@ -143,7 +143,7 @@ def as_utc(value: Any) -> dt.datetime | None:
         except ValueError:
             return None
     if value.__class__ is dt.datetime and value.tzinfo is dt.timezone.utc:
-        return value  # PostgreSQL's, most of the time
+        return value  # what psycopg2 hands back when the session time zone is UTC
     if not isinstance(value, dt.datetime):
         return None
     # Airflow stores UTC; SQLite hands back naive text.
