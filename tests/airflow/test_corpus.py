@@ -128,3 +128,16 @@ def test_legacy_payloads_decode_exactly_as_without_the_bridge(case, native, brid
 def test_every_lossy_or_refused_case_exists():
     ids = {p.values[0]["id"] for p in ALL}
     assert set(LOSSY) <= ids and set(REFUSED) <= ids
+
+
+@pytest.mark.parametrize("case", [p for p in ALL if "serde_json" in p.values[0] and p.values[0]["id"] not in REFUSED])
+def test_rewrite_writes_what_3_1_x_writes_for_every_bridged_corpus_value(case, bridge):
+    """rewrite's plain serializer on the bridge's objects equals this reader's own serialize."""
+    from airflow.serialization.serialized_objects import BaseSerialization
+
+    from airflow_serde_compat.rewrite.plain_serialize import plain_serializer
+
+    plain = plain_serializer(BaseSerialization.serialize)
+    assert plain is not BaseSerialization.serialize
+    value = BaseSerialization.deserialize(json.loads(case["serde_json"]))
+    assert json.dumps(plain(value)) == json.dumps(BaseSerialization.serialize(value))

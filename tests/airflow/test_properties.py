@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from strategies import kwargs
+from strategies import hashables, kwargs, leaves
 from typed import describe
 
 settings.register_profile("ci", max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck))
@@ -109,3 +110,51 @@ def test_legacy_payloads_read_identically_with_the_bridge(value):
         assert describe(BaseSerialization.deserialize(stored)) == expected
     finally:
         airflow_serde_compat.deactivate()
+
+
+# --- rewrite's plain serializer: 3.1's own serialize, node for node ------------------------------
+
+keyed_values = st.recursive(
+    leaves,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.lists(children, max_size=4).map(tuple),
+        # Non-str keys too: 3.1 stores str(key), and a key class it does not know goes to its code.
+        st.dictionaries(st.one_of(hashables, st.floats(), st.dates(), st.uuids()), children, max_size=4),
+        st.sets(st.one_of(hashables, st.floats(allow_nan=False)), max_size=4),
+        st.frozensets(st.integers(0, 7), max_size=4),
+    ),
+    max_leaves=20,
+)
+
+
+def _plain():
+    from airflow.serialization.serialized_objects import BaseSerialization
+
+    from airflow_serde_compat.rewrite.plain_serialize import plain_serializer
+
+    plain = plain_serializer(BaseSerialization.serialize)
+    assert plain is not BaseSerialization.serialize, "the plain serializer's self-check failed on this 3.1.x"
+    return plain, BaseSerialization.serialize
+
+
+@given(keyed_values)
+def test_plain_serializer_writes_what_3_1_x_serialize_writes(value):
+    plain, serialize = _plain()
+    assert json.dumps(plain(value)) == json.dumps(serialize(value))
+
+
+@settings(max_examples=min(settings().max_examples, 1_000))  # the 3.2.1 writer is a pipe away: 15 ms each
+@given(kwargs)
+def test_plain_serializer_on_what_the_bridge_decodes_from_3_2_1(writer_321, value):
+    """What rewrite serializes: the bridge's objects for a real 3.2.1 row."""
+    import airflow_serde_compat
+    from airflow.serialization.serialized_objects import BaseSerialization
+
+    plain, serialize = _plain()
+    airflow_serde_compat.activate()
+    try:
+        decoded = BaseSerialization.deserialize(json.loads(writer_321(pickle.loads(pickle.dumps(value)))))
+    finally:
+        airflow_serde_compat.deactivate()
+    assert json.dumps(plain(decoded)) == json.dumps(serialize(decoded))

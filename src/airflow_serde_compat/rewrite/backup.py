@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
 from dataclasses import dataclass
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from typing import Any, Iterator, Mapping
+
+import orjson
 
 from airflow_serde_compat._errors import OperatorError
 
@@ -83,6 +86,7 @@ def fingerprint(value: Any, *, json_text: bool) -> str | None:
 _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 
+@functools.lru_cache(maxsize=4096)
 def _number(text: str) -> str:
     # A number by its value, not its spelling: PostgreSQL's JSONB (numeric) and MySQL respell what
     # Python wrote (1.2345678901234568e+16 comes back as 12345678901234568, 1e-07 as 0.0000001).
@@ -141,7 +145,11 @@ class BackupFile:
     def write(self, record: Record) -> None:
         line = {"column": record.column, "table": record.table, "key": {k: _encode(v) for k, v in record.key.items()},
                 "before": {k: _encode(v) for k, v in record.before.items()}, "after": record.after}
-        self._file.write(json.dumps(line) + "\n")
+        try:
+            text = orjson.dumps(line).decode("utf-8")
+        except TypeError:  # what orjson refuses (a lone surrogate, an integer beyond 64 bits)
+            text = json.dumps(line)
+        self._file.write(text + "\n")
         self.records += 1
 
     def sync(self) -> None:

@@ -17,6 +17,7 @@ import zlib
 from typing import Any, Callable, Mapping, Sequence
 
 from airflow_serde_compat._errors import cause_chain
+from airflow_serde_compat.rewrite.plain_serialize import plain_serializer
 from airflow_serde_compat.scan.classify import Format, Verdict
 from airflow_serde_compat.scan.columns import StoredColumn
 from airflow_serde_compat.translate import CLASSNAME, DATA, TYPE, VERSION
@@ -74,6 +75,7 @@ class Airflow31Writer:
         # As 3.1's get_fernet(): MultiFernet encrypts with the first key; no key means plaintext.
         self._fernet = MultiFernet([Fernet(k.encode("utf-8")) for k in fernet_keys]) if fernet_keys else None
         self._base = BaseSerialization
+        self._plain = plain_serializer(BaseSerialization.serialize)
         self._deadline = deadline
         self._alert = DeadlineAlert
         self._dag_hash = SerializedDagModel.hash
@@ -114,7 +116,7 @@ class Airflow31Writer:
     # --- the columns ---------------------------------------------------------------------
 
     def _serialize(self, value: Any) -> Any:
-        return self._base.serialize(value)
+        return self._plain(value)
 
     def _next_kwargs(self, column: StoredColumn, payload: Any, row: Mapping[str, Any]) -> dict[str, Any]:
         # TaskInstance.next_kwargs is ExtendedJSON: BaseSerialization.serialize, then JSON.

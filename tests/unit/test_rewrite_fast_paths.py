@@ -1,0 +1,93 @@
+"""rewrite's shortcuts decide nothing themselves: each is exactly the slow path it replaces."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from airflow_serde_compat.rewrite.database import _has_19_digits
+from airflow_serde_compat.rewrite.plain_serialize import _encoder, plain_serializer
+
+numbers = st.one_of(
+    st.integers(),  # beyond 64 bits too: orjson reads those as floats
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.integers(0, 10**30).map(lambda n: f"{n}e{n % 700 - 350}"),
+    st.integers(0, 10**25).map(lambda n: f"-{n}.{n % 997}"),
+)
+def _as_text(value):
+    # numbers given as spellings go into the text unquoted
+    return json.dumps(value).replace('"\\u0000', "").replace('\\u0000"', "")
+
+
+spelled = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.text(max_size=8), numbers.map(lambda n: f"\x00{n}\x00" if isinstance(n, str) else n)),
+    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(st.text(max_size=4), children, max_size=4)),
+    max_leaves=12,
+).map(_as_text)
+
+
+@settings(max_examples=3_000)
+@given(spelled)
+def test_orjson_reads_what_json_reads_unless_19_digits_are_in_a_row(text):
+    try:
+        fast = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return  # rewrite then parses with json, as before
+    if _has_19_digits(text):
+        return
+    slow = json.loads(text)
+    assert fast == slow and repr(fast) == repr(slow)
+
+
+def test_the_19_digit_rule_catches_what_orjson_reads_otherwise():
+    for text in ('{"n": 18446744073709551616}', '[-9223372036854775809]', '{"x": "ok", "n": 10000000000000000000000}'):
+        assert orjson.loads(text) != json.loads(text) or repr(orjson.loads(text)) != repr(json.loads(text))
+        assert _has_19_digits(text)
+    assert not _has_19_digits('{"when": 1904296089.0, "n": 922337203685477580}')
+
+
+def test_a_serialize_that_differs_on_the_sample_is_used_as_it_is():
+    def reordered(value):  # an Airflow whose envelopes put __type first
+        if isinstance(value, dict):
+            return {"__type": "dict", "__var": {str(k): reordered(v) for k, v in value.items()}}
+        return str(value) if not isinstance(value, (int, float, str, type(None), list)) else value
+
+    assert plain_serializer(reordered) is reordered
+
+
+def test_a_serialize_that_fails_on_the_sample_is_used_as_it_is():
+    def failing(value):
+        raise RuntimeError("not this one")
+
+    assert plain_serializer(failing) is failing
+
+
+def test_unknown_classes_go_to_the_given_serialize():
+    seen = []
+
+    def serialize(value):
+        seen.append(type(value).__name__)
+        return "delegated"
+
+    plain = _encoder(serialize, (dt.datetime,))
+    assert plain({"a": frozenset({1}), 1: (b"x",)}) == {
+        "__var": {"a": "delegated", "1": {"__var": ["delegated"], "__type": "tuple"}}, "__type": "dict"}
+    assert plain({object(): 1}) == "delegated"
+    assert seen == ["frozenset", "bytes", "dict"]
+
+
+@pytest.mark.parametrize("value, expected", [
+    (float("nan"), "nan"), (float("-inf"), "-inf"), ({1, "a"}, None), ({3, 1, 2}, [1, 2, 3]),
+])
+def test_what_3_1_does_for_odd_leaves(value, expected):
+    out = _encoder(lambda v: pytest.fail("delegated"), (dt.datetime,))(value)
+    if isinstance(value, set):
+        assert out["__type"] == "set"
+        assert out["__var"] == (expected if expected is not None else list(value))
+    else:
+        assert out == expected
