@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_serde_compat.rewrite.database import _has_19_digits
+from airflow_serde_compat.rewrite.backup import fingerprint, fingerprint_of_dumped, has_19_digits
 from airflow_serde_compat.rewrite.plain_serialize import _encoder, plain_serializer
 
 numbers = st.one_of(
@@ -38,7 +38,7 @@ def test_orjson_reads_what_json_reads_unless_19_digits_are_in_a_row(text):
         fast = orjson.loads(text)
     except orjson.JSONDecodeError:
         return  # rewrite then parses with json, as before
-    if _has_19_digits(text):
+    if has_19_digits(text):
         return
     slow = json.loads(text)
     assert fast == slow and repr(fast) == repr(slow)
@@ -47,8 +47,8 @@ def test_orjson_reads_what_json_reads_unless_19_digits_are_in_a_row(text):
 def test_the_19_digit_rule_catches_what_orjson_reads_otherwise():
     for text in ('{"n": 18446744073709551616}', '[-9223372036854775809]', '{"x": "ok", "n": 10000000000000000000000}'):
         assert orjson.loads(text) != json.loads(text) or repr(orjson.loads(text)) != repr(json.loads(text))
-        assert _has_19_digits(text)
-    assert not _has_19_digits('{"when": 1904296089.0, "n": 922337203685477580}')
+        assert has_19_digits(text)
+    assert not has_19_digits('{"when": 1904296089.0, "n": 922337203685477580}')
 
 
 def test_a_serialize_that_differs_on_the_sample_is_used_as_it_is():
@@ -91,3 +91,23 @@ def test_what_3_1_does_for_odd_leaves(value, expected):
         assert out["__var"] == (expected if expected is not None else list(value))
     else:
         assert out == expected
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.text(max_size=8), st.integers(), st.floats(allow_nan=False, allow_infinity=False)),
+    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(st.text(max_size=4), children, max_size=4)),
+    max_leaves=16,
+)
+
+
+@settings(max_examples=3_000)
+@given(json_values)
+def test_the_fingerprint_of_a_dumped_value_is_the_fingerprint_of_its_text(value):
+    text = json.dumps(value)
+    parsed = json.loads(text) if has_19_digits(text) else orjson.loads(text)
+    assert fingerprint_of_dumped(text, parsed) == fingerprint(text, json_text=True)
+
+
+def test_a_fingerprint_it_cannot_vouch_for_comes_from_the_text():
+    assert fingerprint_of_dumped("[NaN]", [float("nan")]) == fingerprint("[NaN]", json_text=True)
+    assert fingerprint_of_dumped('{"a": 1}', {"a": (1,)}) == fingerprint('{"a": 1}', json_text=True)

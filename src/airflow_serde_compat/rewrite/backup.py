@@ -29,7 +29,16 @@ import orjson
 
 from airflow_serde_compat._errors import OperatorError
 
-__all__ = ["BACKUP_FORMAT", "BackupError", "BackupFile", "Record", "fingerprint", "read_backup"]
+__all__ = [
+    "BACKUP_FORMAT",
+    "BackupError",
+    "BackupFile",
+    "Record",
+    "fingerprint",
+    "fingerprint_of_dumped",
+    "has_19_digits",
+    "read_backup",
+]
 
 BACKUP_FORMAT = "airflow-serde-compat-backup/1"
 
@@ -102,6 +111,42 @@ def _canonical_json(text: Any) -> bytes:
     """Parsed JSON, keys sorted, every number by its value (json's C scanner, with hooks)."""
     value = json.loads(text, parse_float=_number, parse_int=_number, parse_constant=_constant)
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+
+
+def has_19_digits(text: str) -> bool:
+    """Whether ``text`` has 19 digits in a row: without, it holds no integer beyond 64 bits,
+    the one JSON value orjson reads otherwise than json (as a float)."""
+    # A byte table in C: a regular expression takes six times as long on a typical row.
+    return b"0000000000000000000" in text.encode("utf-8", "surrogatepass").translate(_TO_ZERO)
+
+
+def _canonical_value(value: Any) -> Any:
+    cls = value.__class__
+    if cls is str or cls is bool or value is None:
+        return value
+    if cls is int or cls is float:
+        # repr is how json.dumps spelled it, so this is _number of the text's own spelling
+        if value - value != 0:
+            raise ValueError("NaN or infinity")
+        return _number(repr(value))
+    if cls is dict:
+        return {k: _canonical_value(v) for k, v in value.items()}
+    if cls is list:
+        return [_canonical_value(v) for v in value]
+    raise TypeError(cls.__name__)
+
+
+def fingerprint_of_dumped(text: str, parsed: Any) -> str | None:
+    """``fingerprint(text, json_text=True)`` for a text ``json.dumps`` wrote, given its parse
+    (orjson's, which equals json's when not :func:`has_19_digits`): without parsing it again."""
+    try:
+        raw = json.dumps(_canonical_value(parsed), sort_keys=True, separators=(",", ":")).encode("utf-8")
+    except (ValueError, TypeError, RecursionError):
+        return fingerprint(text, json_text=True)
+    return hashlib.sha256(raw).hexdigest()
 
 
 class BackupFile:

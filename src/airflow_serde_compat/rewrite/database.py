@@ -20,7 +20,14 @@ from typing import Any, Iterable, Sequence
 import sqlalchemy as sa
 
 from airflow_serde_compat._errors import OperatorError, first_line
-from airflow_serde_compat.rewrite.backup import BackupError, BackupFile, Record, fingerprint, read_backup
+from airflow_serde_compat.rewrite.backup import (
+    BackupError,
+    BackupFile,
+    Record,
+    fingerprint,
+    has_19_digits,
+    read_backup,
+)
 from airflow_serde_compat.rewrite.writers import Airflow31Writer, CannotRewrite
 from airflow_serde_compat.scan.classify import TOO_DEEP, Bridge, Format, TriggerKwargsReader, undecodable
 from airflow_serde_compat.scan.columns import COLUMNS, StoredColumn
@@ -51,14 +58,6 @@ _COMPONENT_JOBS = ("SchedulerJob", "TriggererJob", "DagProcessorJob")
 _JSON_COLUMNS = {"next_kwargs", "callback", "data", "value"}
 #: Columns whose classify() parses the text once, as is (the others unwrap or decompress first).
 _KWARGS_COLUMNS = {"next_kwargs", "kwargs"}
-_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
-
-
-def _has_19_digits(text: str) -> bool:
-    # A byte table in C: a regular expression takes six times as long on a typical row.
-    return b"0000000000000000000" in text.encode("utf-8", "surrogatepass").translate(_DIGITS_TO_ZERO)
-
-
 class RewriteError(OperatorError):
     """A problem the operator must fix before anything is written: one line, exit code 2."""
 
@@ -345,7 +344,7 @@ def _change_for(mapping, column, stored_names, pk, identity, reader, writer, res
         if verdict is None:
             verdict, payload = column.classify(text)
         if verdict.format is Format.SERDE and (payload is None or column.column not in _KWARGS_COLUMNS
-                                                or text.__class__ is not str or _has_19_digits(text)):
+                                                or text.__class__ is not str or has_19_digits(text)):
             # What gets converted is parsed as Airflow parses it (json.loads): the scan's orjson
             # reads an integer beyond 64 bits as a float, and the rewrite would store 1e+30. Text
             # without 19 digits in a row holds no such integer, and orjson's parse of it is json's.
@@ -366,15 +365,15 @@ def _change_for(mapping, column, stored_names, pk, identity, reader, writer, res
         result.add_left(ident, verdict.reason or "the bridge cannot translate it")
         return None
     try:
-        new = writer.new_values(column, payload, mapping,
-                                read_back=verdict.bridge is not Bridge.TRANSLATABLE)
+        new, known = writer.new_values(column, payload, mapping,
+                                       read_back=verdict.bridge is not Bridge.TRANSLATABLE)
     except CannotRewrite as err:
         result.add_left(ident, str(err))
         return None
     before = {c: mapping[c] for c in stored_names}
     if "dag_hash" in new:
         before["dag_hash"] = None  # read in the write transaction, with the row
-    return ident, _key_of(mapping, pk), before, new
+    return ident, _key_of(mapping, pk), before, new, known
 
 
 def _matches(col: str, value: Any, dialect: str) -> Any:
@@ -388,23 +387,24 @@ def _write_batch(
     dialect = engine.dialect.name
     table_name = column.table
     with engine.begin() as conn:
-        for ident, key, before, new in changes:
+        for ident, key, before, new, known in changes:
             if "dag_hash" in before:
                 t = sa.table(table_name, sa.column("dag_hash"), *[sa.column(k) for k in key])
                 before["dag_hash"] = conn.execute(
                     sa.select(t.c.dag_hash).where(*[sa.column(k) == v for k, v in key.items()])
                 ).scalar()
-            after = {c: fingerprint(v, json_text=c in _JSON_COLUMNS) for c, v in new.items()}
+            after = {c: known[c] if c in known else fingerprint(v, json_text=c in _JSON_COLUMNS)
+                     for c, v in new.items()}
             backup.write(Record(column.name, table_name, key, before, after))
         # Every original is on disk before the first row of the batch changes.
         backup.sync()
-        single = all(list(new) == [column.column] and list(before) == [column.column] for _, _, before, new in changes)
+        single = all(list(new) == [column.column] and list(before) == [column.column] for _, _, before, new, _ in changes)
         if dialect == "postgresql" and single and types:
             done = _pg_bulk_update(conn, column, changes, types)
-            for ident, key, _, _ in changes:
+            for ident, key, *_ in changes:
                 (result.add_rewritten if tuple(str(v) for v in key.values()) in done else result.add_changed)(ident)
             return
-        for ident, key, before, new in changes:
+        for ident, key, before, new, _ in changes:
             cols = {*key, *before, *new}
             t = sa.table(table_name, *[sa.column(c) for c in cols])
             where = [sa.column(k) == v for k, v in key.items()]
@@ -431,7 +431,7 @@ def _pg_bulk_update(conn: sa.Connection, column: StoredColumn, changes: list, ty
         + f" AND CAST(t.{quote(name)} AS TEXT) = v.old RETURNING "
         + ", ".join(f"t.{quote(k)}" for k in keys)
     )
-    rows = [(*key.values(), before[name], new[name]) for _, key, before, new in changes]
+    rows = [(*key.values(), before[name], new[name]) for _, key, before, new, _ in changes]
     cursor = conn.connection.driver_connection.cursor()
     try:
         # A batch is a few hundred rows found by primary key. Costed against the VALUES list's

@@ -71,7 +71,7 @@ def _sample() -> list[Any]:
         {"moment": moment, "naive": dt.datetime(2026, 1, 1, 12, 0, 0, 1), "aware": dt.datetime(2051, 1, 1, tzinfo=utc)},
         {"d": dt.timedelta(days=-3, seconds=7, microseconds=11), "big": dt.timedelta(days=999_999_999)},
         {"t": (1, (2, "x"), [3, {"k": (4,)}]), "s": {3, 1, 2}, "mixed": {1, "a"}, "nested": [{"x": {2.5, -1}}]},
-        {1: "int key", 2.5: "float key", True: "bool key", None: "none key", "1": "str key"},
+        {1: "int key", 2.5: "float key", False: "bool key", None: "none key", "2": "str key"},
         {"frozen": frozenset({1}), "tz": pendulum.timezone("Asia/Kolkata"), "dur": pendulum.duration(hours=2)},
         [moment, (), set(), [], {"": ""}],
     ]

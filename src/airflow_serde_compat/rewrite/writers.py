@@ -17,6 +17,7 @@ import zlib
 from typing import Any, Callable, Mapping, Sequence
 
 from airflow_serde_compat._errors import cause_chain
+from airflow_serde_compat.rewrite.backup import fingerprint_of_dumped, has_19_digits
 from airflow_serde_compat.rewrite.plain_serialize import plain_serializer
 from airflow_serde_compat.scan.classify import Format, Verdict
 from airflow_serde_compat.scan.columns import StoredColumn
@@ -81,6 +82,7 @@ class Airflow31Writer:
         self._dag_hash = SerializedDagModel.hash
         self.xcom_uuid = xcom_uuid
         self._read_back = True
+        self._fingerprints: dict[str, str] = {}
         self._by_name: dict[str, Callable[[StoredColumn, Any, Mapping[str, Any]], dict[str, Any]]] = {
             "task_instance.next_kwargs": self._next_kwargs,
             "task_instance_history.next_kwargs": self._next_kwargs,
@@ -99,13 +101,17 @@ class Airflow31Writer:
 
     def new_values(
         self, column: StoredColumn, payload: Any, row: Mapping[str, Any], *, read_back: bool = True
-    ) -> dict[str, Any]:
-        """``read_back``: also check that 3.1 reads the new value back to the same one. For values
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """{database column: new stored value}, and the backup fingerprints of those it already
+        knows (the rest are computed from the values).
+
+        ``read_back``: also check that 3.1 reads the new value back to the same one. For values
         of the types 3.1 encodes itself that is 3.1's own round trip; it is the check that counts
         for what only 3.1's serde and allow-list decoded (``needs_patched_process``)."""
         self._read_back = read_back
+        self._fingerprints = {}
         try:
-            return self._by_name[column.name](column, payload, row)
+            return self._by_name[column.name](column, payload, row), self._fingerprints
         except CannotRewrite:
             raise
         except RecursionError:
@@ -122,7 +128,9 @@ class Airflow31Writer:
         # TaskInstance.next_kwargs is ExtendedJSON: BaseSerialization.serialize, then JSON.
         value = self._base.deserialize(payload)
         text = _dumps(self._serialize(value))
-        self._check(column, text, lambda p: _dumps(self._serialize(self._base.deserialize(p))) == text)
+        parsed = self._check(column, text, lambda p: _dumps(self._serialize(self._base.deserialize(p))) == text)
+        if parsed is not None:
+            self._fingerprints[column.column] = fingerprint_of_dumped(text, parsed)
         return {column.column: text}
 
     def _trigger_kwargs(self, column: StoredColumn, payload: Any, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -202,10 +210,12 @@ class Airflow31Writer:
         self._check(column, text, None)
         return {column.column: text}
 
-    def _check(self, column: StoredColumn, text: str, same: Callable[[Any], bool] | None) -> None:
-        """The new value must be legacy throughout and, where it has a 3.1 decoder here, stable."""
+    def _check(self, column: StoredColumn, text: str, same: Callable[[Any], bool] | None) -> Any:
+        """The new value must be legacy throughout and, where it has a 3.1 decoder here, stable.
+        Returns the new text's parse where it is exactly json's (see fingerprint_of_dumped)."""
         verdict, parsed = column.classify(text)
         if not isinstance(verdict, Verdict) or verdict.format is not Format.LEGACY:
             raise CannotRewrite("Airflow 3.1's writer gives a value that still needs the bridge")
         if same is not None and self._read_back and not same(json.loads(text) if parsed is None else parsed):
             raise CannotRewrite("the rewritten value does not read back to the same value")
+        return parsed if parsed is not None and not has_19_digits(text) else None
