@@ -25,7 +25,10 @@ from dataclasses import dataclass
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from typing import Any, Iterator, Mapping
 
-import orjson
+try:
+    from orjson import dumps as _fast_dumps
+except ImportError:  # an image where the package went in with --no-deps: json does it all
+    _fast_dumps = None
 
 from airflow_serde_compat._errors import OperatorError
 
@@ -191,7 +194,9 @@ class BackupFile:
         line = {"column": record.column, "table": record.table, "key": {k: _encode(v) for k, v in record.key.items()},
                 "before": {k: _encode(v) for k, v in record.before.items()}, "after": record.after}
         try:
-            text = orjson.dumps(line).decode("utf-8")
+            if _fast_dumps is None:
+                raise TypeError
+            text = _fast_dumps(line).decode("utf-8")
         except TypeError:  # what orjson refuses (a lone surrogate, an integer beyond 64 bits)
             text = json.dumps(line)
         self._file.write(text + "\n")
