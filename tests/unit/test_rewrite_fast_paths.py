@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_serde_compat.rewrite.backup import fingerprint, fingerprint_of_dumped, has_19_digits
+from airflow_serde_compat.rewrite.backup import fingerprint, fingerprint_of_dumped
 from airflow_serde_compat.rewrite.plain_serialize import _encoder, plain_serializer
+from airflow_serde_compat.scan.classify import has_19_digits
 
 numbers = st.one_of(
     st.integers(),  # beyond 64 bits too: orjson reads those as floats

@@ -39,7 +39,6 @@ __all__ = [
     "Record",
     "fingerprint",
     "fingerprint_of_dumped",
-    "has_19_digits",
     "read_backup",
 ]
 
@@ -116,16 +115,6 @@ def _canonical_json(text: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
-_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
-
-
-def has_19_digits(text: str) -> bool:
-    """Whether ``text`` has 19 digits in a row: without, it holds no integer beyond 64 bits,
-    the one JSON value orjson reads otherwise than json (as a float)."""
-    # A byte table in C: a regular expression takes six times as long on a typical row.
-    return b"0000000000000000000" in text.encode("utf-8", "surrogatepass").translate(_TO_ZERO)
-
-
 def _canonical_value(value: Any) -> Any:
     cls = value.__class__
     if cls is str or cls is bool or value is None:
@@ -144,7 +133,8 @@ def _canonical_value(value: Any) -> Any:
 
 def fingerprint_of_dumped(text: str, parsed: Any) -> str | None:
     """``fingerprint(text, json_text=True)`` for a text ``json.dumps`` wrote, given its parse
-    (orjson's, which equals json's when not :func:`has_19_digits`): without parsing it again."""
+    (orjson's, which equals json's when not
+    :func:`~airflow_serde_compat.scan.classify.has_19_digits`): without parsing it again."""
     try:
         raw = json.dumps(_canonical_value(parsed), sort_keys=True, separators=(",", ":")).encode("utf-8")
     except (ValueError, TypeError, RecursionError):

@@ -25,11 +25,11 @@ from airflow_serde_compat.rewrite.backup import (
     BackupFile,
     Record,
     fingerprint,
-    has_19_digits,
+    fingerprint_of_dumped,
     read_backup,
 )
 from airflow_serde_compat.rewrite.writers import Airflow31Writer, CannotRewrite
-from airflow_serde_compat.scan.classify import TOO_DEEP, Bridge, Format, TriggerKwargsReader, undecodable
+from airflow_serde_compat.scan.classify import TOO_DEEP, Bridge, Format, TriggerKwargsReader, has_19_digits, undecodable
 from airflow_serde_compat.scan.columns import COLUMNS, StoredColumn
 from airflow_serde_compat.scan.database import (
     Progress,
@@ -58,6 +58,8 @@ _COMPONENT_JOBS = ("SchedulerJob", "TriggererJob", "DagProcessorJob")
 _JSON_COLUMNS = {"next_kwargs", "callback", "data", "value"}
 #: Columns whose classify() parses the text once, as is (the others unwrap or decompress first).
 _KWARGS_COLUMNS = {"next_kwargs", "kwargs"}
+
+
 class RewriteError(OperatorError):
     """A problem the operator must fix before anything is written: one line, exit code 2."""
 
@@ -365,7 +367,7 @@ def _change_for(mapping, column, stored_names, pk, identity, reader, writer, res
         result.add_left(ident, verdict.reason or "the bridge cannot translate it")
         return None
     try:
-        new, known = writer.new_values(column, payload, mapping,
+        new, parsed = writer.new_values(column, payload, mapping,
                                        read_back=verdict.bridge is not Bridge.TRANSLATABLE)
     except CannotRewrite as err:
         result.add_left(ident, str(err))
@@ -373,7 +375,7 @@ def _change_for(mapping, column, stored_names, pk, identity, reader, writer, res
     before = {c: mapping[c] for c in stored_names}
     if "dag_hash" in new:
         before["dag_hash"] = None  # read in the write transaction, with the row
-    return ident, _key_of(mapping, pk), before, new, known
+    return ident, _key_of(mapping, pk), before, new, parsed
 
 
 def _matches(col: str, value: Any, dialect: str) -> Any:
@@ -387,14 +389,14 @@ def _write_batch(
     dialect = engine.dialect.name
     table_name = column.table
     with engine.begin() as conn:
-        for ident, key, before, new, known in changes:
+        for ident, key, before, new, parsed in changes:
             if "dag_hash" in before:
                 t = sa.table(table_name, sa.column("dag_hash"), *[sa.column(k) for k in key])
                 before["dag_hash"] = conn.execute(
                     sa.select(t.c.dag_hash).where(*[sa.column(k) == v for k, v in key.items()])
                 ).scalar()
-            after = {c: known[c] if c in known else fingerprint(v, json_text=c in _JSON_COLUMNS)
-                     for c, v in new.items()}
+            after = {c: fingerprint_of_dumped(v, parsed[c]) if c in parsed
+                     else fingerprint(v, json_text=c in _JSON_COLUMNS) for c, v in new.items()}
             backup.write(Record(column.name, table_name, key, before, after))
         # Every original is on disk before the first row of the batch changes.
         backup.sync()

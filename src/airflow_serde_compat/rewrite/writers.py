@@ -17,9 +17,8 @@ import zlib
 from typing import Any, Callable, Mapping, Sequence
 
 from airflow_serde_compat._errors import cause_chain
-from airflow_serde_compat.rewrite.backup import fingerprint_of_dumped, has_19_digits
 from airflow_serde_compat.rewrite.plain_serialize import plain_serializer
-from airflow_serde_compat.scan.classify import Format, Verdict
+from airflow_serde_compat.scan.classify import Format, Verdict, has_19_digits
 from airflow_serde_compat.scan.columns import StoredColumn
 from airflow_serde_compat.translate import CLASSNAME, DATA, TYPE, VERSION
 
@@ -82,7 +81,7 @@ class Airflow31Writer:
         self._dag_hash = SerializedDagModel.hash
         self.xcom_uuid = xcom_uuid
         self._read_back = True
-        self._fingerprints: dict[str, str] = {}
+        self._parsed: dict[str, Any] = {}
         self._by_name: dict[str, Callable[[StoredColumn, Any, Mapping[str, Any]], dict[str, Any]]] = {
             "task_instance.next_kwargs": self._next_kwargs,
             "task_instance_history.next_kwargs": self._next_kwargs,
@@ -101,17 +100,17 @@ class Airflow31Writer:
 
     def new_values(
         self, column: StoredColumn, payload: Any, row: Mapping[str, Any], *, read_back: bool = True
-    ) -> tuple[dict[str, Any], dict[str, str]]:
-        """{database column: new stored value}, and the backup fingerprints of those it already
-        knows (the rest are computed from the values).
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """{database column: new stored value}, and {database column: the parse of that JSON
+        text} where the check already made one equal to json's (the backup's fingerprint needs it).
 
         ``read_back``: also check that 3.1 reads the new value back to the same one. For values
         of the types 3.1 encodes itself that is 3.1's own round trip; it is the check that counts
         for what only 3.1's serde and allow-list decoded (``needs_patched_process``)."""
         self._read_back = read_back
-        self._fingerprints = {}
+        self._parsed = {}
         try:
-            return self._by_name[column.name](column, payload, row), self._fingerprints
+            return self._by_name[column.name](column, payload, row), self._parsed
         except CannotRewrite:
             raise
         except RecursionError:
@@ -130,7 +129,7 @@ class Airflow31Writer:
         text = _dumps(self._serialize(value))
         parsed = self._check(column, text, lambda p: _dumps(self._serialize(self._base.deserialize(p))) == text)
         if parsed is not None:
-            self._fingerprints[column.column] = fingerprint_of_dumped(text, parsed)
+            self._parsed[column.column] = parsed
         return {column.column: text}
 
     def _trigger_kwargs(self, column: StoredColumn, payload: Any, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -212,7 +211,7 @@ class Airflow31Writer:
 
     def _check(self, column: StoredColumn, text: str, same: Callable[[Any], bool] | None) -> Any:
         """The new value must be legacy throughout and, where it has a 3.1 decoder here, stable.
-        Returns the new text's parse where it is exactly json's (see fingerprint_of_dumped)."""
+        Returns the new text's parse where it is exactly json's, else None."""
         verdict, parsed = column.classify(text)
         if not isinstance(verdict, Verdict) or verdict.format is not Format.LEGACY:
             raise CannotRewrite("Airflow 3.1's writer gives a value that still needs the bridge")

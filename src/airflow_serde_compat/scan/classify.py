@@ -49,6 +49,7 @@ __all__ = [
     "deadline_alert_verdict",
     "deadline_callback_verdict",
     "fernet_keys_from_text",
+    "has_19_digits",
     "kwargs_verdict",
     "loads_json",
     "parsed_json",
@@ -128,6 +129,16 @@ def loads_json(text: str | bytes) -> Any:
         except ValueError:
             pass
     return json.loads(text)
+
+
+_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+
+
+def has_19_digits(text: str) -> bool:
+    """Whether ``text`` has 19 digits in a row: without, it holds no integer beyond 64 bits,
+    the one JSON value :func:`loads_json` reads otherwise than json (orjson: as a float)."""
+    # A byte table in C: a regular expression takes six times as long on a typical row.
+    return b"0000000000000000000" in text.encode("utf-8", "surrogatepass").translate(_TO_ZERO)
 
 
 #: One row nested deeper than a JSON reader follows is that row's problem, not the scan's.
