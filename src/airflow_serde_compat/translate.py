@@ -152,27 +152,33 @@ def legacy_throughout(payload: Any) -> bool:
     legacy long after the rollback). Past :data:`MAX_DEPTH` it says False, and :func:`to_legacy`
     gives the verdict.
     """
+    if payload.__class__ is not dict and payload.__class__ is not list:
+        return True
+    # Only containers go on the stack: a scalar leaf has nothing to check, and skipping it here
+    # saves a tuple, a push and a pop per leaf (most nodes of a row are leaves).
     stack = [(payload, 0)]
     pop, push = stack.pop, stack.append
     while stack:
         node, depth = pop()
-        cls = node.__class__
-        if cls is dict:
-            if len(node) != 2 or TYPE not in node or VAR not in node or depth > MAX_DEPTH:
+        if depth > MAX_DEPTH:
+            return False
+        depth += 1
+        if node.__class__ is dict:
+            if len(node) != 2 or TYPE not in node or VAR not in node:
                 return False
             type_, var = node[TYPE], node[VAR]
             if type_.__class__ is not str or type_ not in LEGACY_TYPES:
                 return False
             if type_ == "dict" and var.__class__ is dict:
                 for v in var.values():
-                    push((v, depth + 1))
+                    if v.__class__ is dict or v.__class__ is list:
+                        push((v, depth))
             elif (type_ == "tuple" or type_ == "set") and var.__class__ is list:
-                push((var, depth + 1))
-        elif cls is list:
-            if depth > MAX_DEPTH:
-                return False
+                push((var, depth))
+        else:
             for v in node:
-                push((v, depth + 1))
+                if v.__class__ is dict or v.__class__ is list:
+                    push((v, depth))
     return True
 
 

@@ -231,3 +231,44 @@ def test_doctor_reports_active_bridge() -> None:
     assert "bridge active in this process: yes\n" in p.stdout
     p = run_cli("doctor")
     assert "mode: off" in p.stdout and "bridge active in this process: no" in p.stdout
+
+
+@pytest.mark.postgres
+def test_connection_lost_mid_scan_is_a_one_line_error_naming_the_column(postgres_db: BuiltDatabase) -> None:
+    """The scan reads PostgreSQL through psycopg2's own server-side cursor, outside SQLAlchemy's
+    error wrapping: a server that drops the connection mid-column is still the operator's one-line
+    error, raised where the scan runs (not in its reader thread), with no row value in it."""
+    import sqlalchemy as sa
+
+    from airflow_serde_compat.scan.database import ScanError, scan_database
+
+    engine = sa.create_engine(postgres_db.url, poolclass=sa.pool.NullPool)
+    dbname = postgres_db.url.rsplit("/", 1)[-1]
+    admin = sa.create_engine("postgresql+psycopg2://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT",
+                             poolclass=sa.pool.NullPool)
+
+    class KillAfterFirstBatch:
+        killed = 0
+
+        def start(self, name: str, total: int | None) -> None:
+            pass
+
+        def advance(self, n: int) -> None:
+            if not self.killed:
+                with admin.connect() as conn:
+                    self.killed = conn.execute(sa.text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = :db AND pid <> pg_backend_pid()"), {"db": dbname}).scalar()
+
+        def stop(self) -> None:
+            pass
+
+    progress = KillAfterFirstBatch()
+    with pytest.raises(ScanError) as err:
+        scan_database(engine, fernet_keys=postgres_db.keys.split(","), progress=progress, batch=1)
+    assert progress.killed >= 1
+    message = str(err.value)
+    assert message.startswith("reading task_instance.next_kwargs failed: "), message
+    assert "\n" not in message and "__classname__" not in message and "__var" not in message
+    engine.dispose()
+    admin.dispose()

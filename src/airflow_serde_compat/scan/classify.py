@@ -111,6 +111,16 @@ class Verdict:
     reason: str | None = None
     #: Classnames only a patched 3.1 process can decode (NEEDS_PATCHED_PROCESS).
     resolver_classnames: Sequence[str] = field(default=())
+    # The scan counts rows per verdict: a dict lookup per row, which would hash all five fields.
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "_hash", hash((self.format, self.bridge, self.classnames, self.reason, self.resolver_classnames))
+        )
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 LEGACY = Verdict(Format.LEGACY)
@@ -150,7 +160,12 @@ def parsed_json(text: Any) -> tuple[Any, Verdict | None]:
     if text is None:
         return None, NULL
     try:
-        return loads_json(text), None
+        if _fast_loads is not None:  # loads_json inlined: a call per row
+            try:
+                return _fast_loads(text), None
+            except ValueError:
+                pass
+        return json.loads(text), None
     except (ValueError, TypeError, UnicodeDecodeError):
         # Only the exception type: the messages of some parsers quote the input.
         return None, undecodable("not valid JSON")
