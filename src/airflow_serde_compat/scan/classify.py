@@ -160,12 +160,7 @@ def parsed_json(text: Any) -> tuple[Any, Verdict | None]:
     if text is None:
         return None, NULL
     try:
-        if _fast_loads is not None:  # loads_json inlined: a call per row
-            try:
-                return _fast_loads(text), None
-            except ValueError:
-                pass
-        return json.loads(text), None
+        return loads_json(text), None
     except (ValueError, TypeError, UnicodeDecodeError):
         # Only the exception type: the messages of some parsers quote the input.
         return None, undecodable("not valid JSON")

@@ -76,22 +76,14 @@ def _payload_column(dialect: str, name: str) -> Any:
 
 def _partitions(conn: sa.Connection, stmt: Any, batch: int) -> Iterator[Sequence[Any]]:
     """Batches of rows (tuples or SQLAlchemy rows: read by position), at most two in memory."""
-    if conn.dialect.name == "sqlite":
-        # In-process: no server works while Python classifies, so nothing to overlap.
-        result = conn.execution_options(stream_results=True, yield_per=batch).execute(stmt)
-        try:
-            yield from result.partitions()
-        finally:
-            result.close()
-        return
     if conn.dialect.driver == "psycopg2":
         parts: Iterator[Sequence[Any]] = _named_cursor_partitions(conn, stmt, batch)
     else:
-        # A server-side cursor (MySQL SSCursor).
-        result = conn.execution_options(stream_results=True, yield_per=batch).execute(stmt)
-        parts = _closing(result)
+        # A server-side cursor (MySQL SSCursor); SQLite's in-process one.
+        parts = _closing(conn.execution_options(stream_results=True, yield_per=batch).execute(stmt))
     try:
-        yield from _prefetched(parts)
+        # SQLite is in-process: no server works while Python classifies, so nothing to overlap.
+        yield from parts if conn.dialect.name == "sqlite" else _prefetched(parts)
     finally:
         parts.close()  # type: ignore[attr-defined]
 
