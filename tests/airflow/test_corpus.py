@@ -141,3 +141,90 @@ def test_rewrite_writes_what_3_1_x_writes_for_every_bridged_corpus_value(case, b
     assert plain is not BaseSerialization.serialize
     value = BaseSerialization.deserialize(json.loads(case["serde_json"]))
     assert json.dumps(plain(value)) == json.dumps(BaseSerialization.serialize(value))
+
+
+def _long_way(payload, trigger_kwargs):
+    """What rewrite stores without stored_by_31: the bridge's decode, then this reader's writer."""
+    from airflow.serialization.serialized_objects import BaseSerialization
+
+    from airflow_serde_compat.patch import reading_trigger_kwargs
+
+    if trigger_kwargs:
+        with reading_trigger_kwargs():
+            value = BaseSerialization.deserialize(payload)
+    else:
+        value = BaseSerialization.deserialize(payload)
+    return json.dumps(BaseSerialization.serialize(value))
+
+
+#: Corpus values stored_by_31 must decide itself (as the top's one kwarg): the kinds 3.2 rows hold
+#: most. Asserted, so that "it stepped aside" cannot quietly become the answer for everything.
+DECIDED = {
+    "none", "bool_true", "int_big_10_30", "float_negative_zero", "float_nan", "float_ninf", "str_unicode",
+    "dict_empty", "dict_nested", "dict_int_keys", "dict_legacy_lookalike_unknown", "dict_serde_lookalike_version",
+    "list_of_dicts", "tuple_empty", "tuple_nested", "namedtuple_point", "set_int", "set_str", "set_empty",
+    "dict_in_tuple_in_list", "datetime_naive", "datetime_utc", "datetime_fixed_offset", "datetime_zoneinfo_new_york",
+    "datetime_pre_epoch_utc", "pendulum_utc", "pendulum_paris", "pendulum_naive", "date_std", "timedelta_hours",
+    "timedelta_microseconds", "timedelta_negative", "timedelta_large", "zoneinfo_new_york",
+    "decimal_fractional", "uuid", "uuid_in_dict", "numpy_int64", "numpy_float64", "next_kwargs_empty",
+    "trigger_kwargs_datetime_trigger", "next_kwargs_trigger_timeout", "next_kwargs_with_event", "event_payload",
+}
+
+
+@pytest.mark.parametrize("trigger_kwargs", [False, True], ids=["next_kwargs", "trigger_kwargs"])
+@pytest.mark.parametrize("case", [p for p in ALL if "serde_json" in p.values[0] and p.values[0]["id"] not in REFUSED])
+def test_stored_by_31_is_this_readers_writer_on_the_bridged_value(case, trigger_kwargs, bridge):
+    """rewrite's shortcut (JSON to JSON) stores what the long way stores, or steps aside."""
+    from airflow_serde_compat.rewrite.stored_by_31 import Fallback, stored_by_31
+
+    payload = {"value": json.loads(case["serde_json"])}
+    long_way = _long_way(payload, trigger_kwargs)
+    try:
+        written = stored_by_31(payload, enum_keys=trigger_kwargs)
+    except Fallback:
+        assert case["id"] not in DECIDED
+        return
+    assert json.dumps(written) == long_way
+    if case["id"].startswith(("next_kwargs", "trigger_kwargs", "event")):
+        # the real rows are kwargs themselves: as the top, too
+        top = json.loads(case["serde_json"])
+        if top.__class__ is dict:
+            assert json.dumps(stored_by_31(top, enum_keys=trigger_kwargs)) == _long_way(top, trigger_kwargs)
+
+
+def test_stored_by_31_decides_the_common_kinds():
+    from airflow_serde_compat.rewrite.stored_by_31 import Fallback, stored_by_31
+
+    decided = set()
+    for param in ALL:
+        case = param.values[0]
+        if "serde_json" in case:
+            try:
+                stored_by_31({"value": json.loads(case["serde_json"])})
+                decided.add(case["id"])
+            except Fallback:
+                pass
+    assert DECIDED <= decided, sorted(DECIDED - decided)
+
+
+def test_rewrite_takes_stored_by_31_only_where_it_agrees_with_this_reader(bridge, monkeypatch):
+    from airflow_serde_compat.rewrite import writers
+
+    assert writers.Airflow31Writer()._direct, "stored_by_31 disagrees with this reader on the writer's sample"
+    monkeypatch.setattr(writers, "stored_by_31", lambda payload, **kw: {"__var": {}, "__type": "dict"})
+    assert not writers.Airflow31Writer()._direct
+
+
+@pytest.mark.parametrize("read_back", [False, True])
+def test_a_trigger_kwarg_with_a_type_key_stays_under_the_bridge_either_way(bridge, read_back):
+    from airflow_serde_compat.rewrite.writers import Airflow31Writer, CannotRewrite
+    from airflow_serde_compat.scan.columns import COLUMNS
+
+    column = next(c for c in COLUMNS if c.name == "trigger.kwargs")
+    writer = Airflow31Writer()
+    with pytest.raises(CannotRewrite, match="__type key"):
+        writer.new_values(column, {"k": {"__type": "x", "v": 1}}, {}, read_back=read_back)
+    # and its neighbour without one is rewritten, the short way when it may
+    new, parsed = writer.new_values(column, {"k": {"x": "__type", "v": 1}}, {}, read_back=read_back)
+    assert json.loads(new["kwargs"]) == {"__var": {"k": {"__var": {"x": "__type", "v": 1}, "__type": "dict"}},
+                                         "__type": "dict"}

@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from strategies import hashables, kwargs, leaves
@@ -158,3 +158,113 @@ def test_plain_serializer_on_what_the_bridge_decodes_from_3_2_1(writer_321, valu
     finally:
         airflow_serde_compat.deactivate()
     assert json.dumps(plain(decoded)) == json.dumps(serialize(decoded))
+
+
+# --- rewrite's stored_by_31: 3.1's writer on the bridge's value, computed on the JSON --------------
+
+
+def _env(classname, data, version=1):
+    return {"__classname__": classname, "__version__": version, "__data__": data}
+
+
+_utc_tz = ["UTC", "pendulum.tz.timezone.Timezone", 1, True]
+# Timestamps with every digit a float holds: what rounds to microseconds, and at the half.
+timestamps = st.one_of(
+    st.floats(-62135596800.0, 253402300799.0),
+    st.integers(-(10**12), 10**12).map(lambda n: n / 2_000_000),  # exact halves of a microsecond
+    st.integers(-(10**11), 10**11),
+    st.sampled_from([float("nan"), float("inf"), 1e300, -1e300]),
+)
+seconds = st.one_of(
+    st.floats(-1e15, 1e15), st.integers(-(10**14), 10**14).map(lambda n: n / 2_000_000),
+    st.sampled_from([float("nan"), 1e300, True, "1.5", "x", None]),
+)
+json_leaves = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=6),
+    st.builds(lambda t, tz: _env("pendulum.datetime.DateTime", {"timestamp": t, "tz": tz}, 2),
+              timestamps, st.sampled_from([None, _env("builtins.tuple", _utc_tz)])),
+    st.builds(lambda t: _env("datetime.datetime", {"timestamp": t, "tz": None}, 2), timestamps),
+    st.builds(lambda s: _env("datetime.timedelta", s, 2), seconds),
+    st.builds(lambda s: {"__type": "timedelta", "__var": s}, seconds),
+    st.builds(lambda u: _env("uuid.UUID", str(u)), st.uuids()),
+    st.builds(lambda d: _env("datetime.date", d.isoformat(), 2), st.dates()),
+    st.sampled_from([_env("builtins.tuple", "not a list"), _env("datetime.datetime", {}, 9),
+                     {"__classname__": "os.system", "__version__": 1, "__data__": "true"},
+                     {"__type": "base_trigger", "__var": {"classpath": "os.system", "kwargs": {}}},
+                     {"Encoding.TYPE": "datetime", "Encoding.VAR": 1.0000005}, {"__type": "dict", "__var": 1}]),
+)
+set_items = st.one_of(st.lists(st.text(max_size=2), max_size=5), st.lists(st.integers(-3, 3), max_size=5),
+                      st.lists(st.one_of(st.integers(-2, 2), st.floats(-2, 2), st.booleans(), st.text(max_size=1)),
+                               max_size=4))
+json_payloads = st.recursive(
+    json_leaves,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(st.text(max_size=5), children, max_size=4),
+        st.lists(children, max_size=3).map(lambda v: _env("builtins.tuple", v)),
+        set_items.map(lambda v: _env("builtins.set", v)),
+        set_items.map(lambda v: _env("builtins.frozenset", v)),
+        st.lists(children, max_size=3).map(lambda v: {"__type": "tuple", "__var": v}),
+        st.dictionaries(st.text(max_size=5), children, max_size=3).map(lambda v: {"__type": "dict", "__var": v}),
+        set_items.map(lambda v: {"Encoding.TYPE": "set", "Encoding.VAR": v}),
+    ),
+    max_leaves=12,
+)
+
+
+def _stored_both_ways(payload, trigger_kwargs):
+    """(the long way's text or its exception type, stored_by_31's text or None if it stepped aside)."""
+    import airflow_serde_compat
+    from airflow.serialization.serialized_objects import BaseSerialization
+
+    from airflow_serde_compat.patch import reading_trigger_kwargs
+    from airflow_serde_compat.rewrite.stored_by_31 import Fallback, stored_by_31
+    from airflow_serde_compat.scan.classify import kwargs_translation
+
+    airflow_serde_compat.activate()
+    try:
+        with reading_trigger_kwargs() if trigger_kwargs else _nothing():
+            try:
+                long_way = json.dumps(BaseSerialization.serialize(BaseSerialization.deserialize(payload)))
+            except Exception as err:  # noqa: BLE001 - the long way's refusal is the expected result
+                long_way = type(err)
+    finally:
+        airflow_serde_compat.deactivate()
+    verdict, legacy = kwargs_translation(payload, enum_keys=trigger_kwargs)
+    results = set()
+    for given_legacy in (None, legacy):  # as rewrite calls it, with the scan's translation, and without
+        try:
+            results.add(json.dumps(stored_by_31(payload, enum_keys=trigger_kwargs, legacy=given_legacy)))
+        except Fallback:
+            results.add(None)
+    assert len(results) == 1
+    return long_way, results.pop()
+
+
+class _nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+@given(st.dictionaries(st.text(max_size=5), json_payloads, max_size=4), st.booleans())
+def test_stored_by_31_stores_what_the_long_way_stores_or_steps_aside(payload, trigger_kwargs):
+    """Generated 3.2-shaped JSON, hostile and malformed parts included: where the bridge and 3.1's
+    writer refuse, stored_by_31 steps aside; where it decides, its text is theirs."""
+    long_way, short = _stored_both_ways(payload, trigger_kwargs)
+    event("decided" if short is not None else "stepped aside")
+    if short is not None:
+        assert short == long_way
+
+
+@settings(max_examples=min(settings().max_examples, 1_000))  # the 3.2.1 writer is a pipe away
+@given(kwargs)
+def test_stored_by_31_on_real_3_2_1_rows(writer_321, value):
+    payload = json.loads(writer_321(pickle.loads(pickle.dumps(value))))
+    for trigger_kwargs in (False, True):
+        long_way, short = _stored_both_ways(payload, trigger_kwargs)
+        event("decided" if short is not None else "stepped aside")
+        if short is not None:
+            assert short == long_way

@@ -342,15 +342,18 @@ def _rewrite_column(
 def _change_for(mapping, column, stored_names, pk, identity, reader, writer, result):
     try:
         text, verdict = column.decode(mapping[column.column], mapping, reader)
-        payload = None
+        payload = legacy = None
         if verdict is None:
-            verdict, payload = column.classify(text)
+            if column.translate is not None:
+                verdict, payload, legacy = column.translate(text)
+            else:
+                verdict, payload = column.classify(text)
         if verdict.format is Format.SERDE and (payload is None or column.column not in _KWARGS_COLUMNS
                                                 or text.__class__ is not str or has_19_digits(text)):
             # What gets converted is parsed as Airflow parses it (json.loads): the scan's orjson
             # reads an integer beyond 64 bits as a float, and the rewrite would store 1e+30. Text
             # without 19 digits in a row holds no such integer, and orjson's parse of it is json's.
-            payload = json.loads(text)
+            payload, legacy = json.loads(text), None
     except RecursionError:
         verdict, payload = undecodable(TOO_DEEP), None
     except ValueError:
@@ -368,7 +371,7 @@ def _change_for(mapping, column, stored_names, pk, identity, reader, writer, res
         return None
     try:
         new, parsed = writer.new_values(column, payload, mapping,
-                                       read_back=verdict.bridge is not Bridge.TRANSLATABLE)
+                                       read_back=verdict.bridge is not Bridge.TRANSLATABLE, legacy=legacy)
     except CannotRewrite as err:
         result.add_left(ident, str(err))
         return None
@@ -431,7 +434,8 @@ def _pg_bulk_update(conn: sa.Connection, column: StoredColumn, changes: list, ty
         f"FROM (VALUES %s) AS v({alias}) WHERE "
         + " AND ".join(f"t.{quote(k)} = CAST(v.k{i} AS {type_of[k]})" for i, k in enumerate(keys))
         + f" AND CAST(t.{quote(name)} AS TEXT) = v.old RETURNING "
-        + ", ".join(f"t.{quote(k)}" for k in keys)
+        # As text: psycopg2 would build a uuid.UUID per id, only for it to be compared as str.
+        + ", ".join(f"CAST(t.{quote(k)} AS TEXT)" for k in keys)
     )
     rows = [(*key.values(), before[name], new[name]) for _, key, before, new, _ in changes]
     cursor = conn.connection.driver_connection.cursor()

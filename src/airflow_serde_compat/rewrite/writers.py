@@ -18,9 +18,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 from airflow_serde_compat._errors import cause_chain
 from airflow_serde_compat.rewrite.plain_serialize import plain_serializer
+from airflow_serde_compat.rewrite.stored_by_31 import Fallback, stored_by_31
 from airflow_serde_compat.scan.classify import Format, Verdict, has_19_digits
 from airflow_serde_compat.scan.columns import StoredColumn
-from airflow_serde_compat.translate import CLASSNAME, DATA, TYPE, VERSION
+from airflow_serde_compat.translate import CLASSNAME, DATA, TYPE, VAR, VERSION, legacy_throughout
 
 __all__ = ["Airflow31Writer", "CannotRewrite", "XCOM_UUID_CHOICES", "uuids_as_text"]
 
@@ -51,6 +52,27 @@ def uuids_as_text(node: Any) -> Any:
     return node
 
 
+#: 3.2 payloads on which :meth:`Airflow31Writer._direct_agrees` compares both ways: a value of
+#: each kind :func:`stored_by_31` decides, at the edges of what it rounds and sorts.
+_SAMPLE = (
+    "{}",
+    '{"a": null, "b": true, "c": "x", "d": 1, "e": 2.5, "f": -0.0, "g": NaN, "h": -Infinity, "i": 12345678901234567890123}',
+    '{"t": {"__classname__": "pendulum.datetime.DateTime", "__version__": 2, "__data__": {"timestamp": 1904296089.1234565, '
+    '"tz": {"__classname__": "builtins.tuple", "__version__": 1, "__data__": ["UTC", "pendulum.tz.timezone.Timezone", 1, true]}}}, '
+    '"u": {"__classname__": "datetime.datetime", "__version__": 2, "__data__": {"timestamp": -1.0000005, "tz": null}}}',
+    '{"d": {"__classname__": "datetime.timedelta", "__version__": 2, "__data__": 0.0000015}, '
+    '"e": {"__classname__": "datetime.timedelta", "__version__": 2, "__data__": -86399.9999995}}',
+    '{"s": {"__classname__": "builtins.set", "__version__": 1, "__data__": ["b", "a", "b"]}, '
+    '"n": {"__classname__": "builtins.set", "__version__": 1, "__data__": [3, -1, 3, 2]}, '
+    '"t": {"__classname__": "builtins.tuple", "__version__": 1, "__data__": [1, [2, {"x": []}], {"__classname__": '
+    '"builtins.tuple", "__version__": 1, "__data__": []}]}}',
+    '{"legacy": {"__type": "dict", "__var": {"k": {"__type": "tuple", "__var": [1]}}}, "e": {"Encoding.TYPE": "set", '
+    '"Encoding.VAR": ["z", "y"]}, "u": {"__classname__": "uuid.UUID", "__version__": 1, "__data__": '
+    '"12345678-1234-5678-1234-567812345678"}, "dt": {"__classname__": "datetime.date", "__version__": 2, "__data__": '
+    '"2026-12-06"}}',
+)
+
+
 def _dumps(value: Any, *, sort_keys: bool = False) -> str:
     # What SQLAlchemy's JSON type binds for 3.1's columns (no engine json_serializer is set).
     return json.dumps(value, sort_keys=sort_keys)
@@ -76,11 +98,13 @@ class Airflow31Writer:
         self._fernet = MultiFernet([Fernet(k.encode("utf-8")) for k in fernet_keys]) if fernet_keys else None
         self._base = BaseSerialization
         self._plain = plain_serializer(BaseSerialization.serialize)
+        self._direct = self._direct_agrees()
         self._deadline = deadline
         self._alert = DeadlineAlert
         self._dag_hash = SerializedDagModel.hash
         self.xcom_uuid = xcom_uuid
         self._read_back = True
+        self._legacy: Any = None
         self._parsed: dict[str, Any] = {}
         self._by_name: dict[str, Callable[[StoredColumn, Any, Mapping[str, Any]], dict[str, Any]]] = {
             "task_instance.next_kwargs": self._next_kwargs,
@@ -99,15 +123,20 @@ class Airflow31Writer:
         return column.name in self._by_name
 
     def new_values(
-        self, column: StoredColumn, payload: Any, row: Mapping[str, Any], *, read_back: bool = True
+        self, column: StoredColumn, payload: Any, row: Mapping[str, Any], *, read_back: bool = True,
+        legacy: Any = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """{database column: new stored value}, and {database column: the parse of that JSON
         text} where the check already made one equal to json's (the backup's fingerprint needs it).
 
         ``read_back``: also check that 3.1 reads the new value back to the same one. For values
         of the types 3.1 encodes itself that is 3.1's own round trip; it is the check that counts
-        for what only 3.1's serde and allow-list decoded (``needs_patched_process``)."""
+        for what only 3.1's serde and allow-list decoded (``needs_patched_process``).
+
+        ``legacy``: ``to_legacy(payload)`` (kwargs columns, with their ``enum_keys``), if the
+        caller already has it (:func:`~airflow_serde_compat.scan.classify.kwargs_translation`)."""
         self._read_back = read_back
+        self._legacy = legacy
         self._parsed = {}
         try:
             return self._by_name[column.name](column, payload, row), self._parsed
@@ -125,18 +154,61 @@ class Airflow31Writer:
 
     def _next_kwargs(self, column: StoredColumn, payload: Any, row: Mapping[str, Any]) -> dict[str, Any]:
         # TaskInstance.next_kwargs is ExtendedJSON: BaseSerialization.serialize, then JSON.
-        value = self._base.deserialize(payload)
-        text = _dumps(self._serialize(value))
-        parsed = self._check(column, text, lambda p: _dumps(self._serialize(self._base.deserialize(p))) == text)
+        written = self._stored_by_31(payload, False)
+        if written is not None:
+            text = _dumps(written)
+            parsed = written  # json.loads(text) == written: str keys, finite floats, exact ints
+        else:
+            value = self._base.deserialize(payload)
+            text = _dumps(self._serialize(value))
+            parsed = self._check(column, text, lambda p: _dumps(self._serialize(self._base.deserialize(p))) == text)
         if parsed is not None:
             self._parsed[column.column] = parsed
         return {column.column: text}
+
+    def _stored_by_31(self, payload: Any, trigger_kwargs: bool) -> Any:
+        """3.1's writer on the bridge's value, computed on the JSON (:mod:`.stored_by_31`), or
+        None: the long way decides. Only for what needs no read-back (see :meth:`new_values`)."""
+        if not self._direct or self._read_back:
+            return None
+        try:
+            written = stored_by_31(payload, enum_keys=trigger_kwargs, legacy=self._legacy)
+        except Fallback:
+            return None
+        if not legacy_throughout(written):
+            # Cannot happen (only legacy envelopes are built): the long way and its check decide.
+            return None
+        if trigger_kwargs and any(
+            v.__class__ is dict and v.get(TYPE) == "dict" and TYPE in v[VAR] for v in written[VAR].values()
+        ):
+            return None  # the long way refuses it, with its reason (see _trigger_kwargs)
+        return written
+
+    def _direct_agrees(self) -> bool:
+        """:func:`stored_by_31` equals the bridge's decode and 3.1's writer on a fixed sample of
+        3.2 payloads (checked where it runs, as :func:`plain_serializer` is); else it is not used."""
+        from airflow_serde_compat.patch import reading_trigger_kwargs
+
+        try:
+            for text in _SAMPLE:
+                payload = json.loads(text)
+                with reading_trigger_kwargs():
+                    long_way = _dumps(self._base.serialize(self._base.deserialize(payload)))
+                if _dumps(stored_by_31(payload, enum_keys=True)) != long_way:
+                    return False
+        except Exception:  # noqa: BLE001 - a sample it cannot take: the long way for every row
+            return False
+        return True
 
     def _trigger_kwargs(self, column: StoredColumn, payload: Any, row: Mapping[str, Any]) -> dict[str, Any]:
         from airflow_serde_compat.patch import reading_trigger_kwargs
 
         # Trigger.kwargs -> Trigger.encrypt_kwargs: serialize, json.dumps, Fernet (3.1 always
         # encrypts when a key is configured, also where 3.2.1 had stored plaintext).
+        written = self._stored_by_31(payload, True)
+        if written is not None:
+            clear = _dumps(written)
+            return {column.column: self._encrypted(clear)}
         with reading_trigger_kwargs():
             kwargs = self._base.deserialize(payload)
         if kwargs.__class__ is not dict:
@@ -156,9 +228,12 @@ class Airflow31Writer:
                 return _dumps(self._serialize(self._base.deserialize(p))) == clear
 
         self._check(column, clear, same)
+        return {column.column: self._encrypted(clear)}
+
+    def _encrypted(self, clear: str) -> str:
         if self._fernet is None:
-            return {column.column: clear}
-        return {column.column: self._fernet.encrypt(clear.encode("utf-8")).decode("utf-8")}
+            return clear
+        return self._fernet.encrypt(clear.encode("utf-8")).decode("utf-8")
 
     def _deadline_callback(self, column: StoredColumn, payload: Any, row: Mapping[str, Any]) -> dict[str, Any]:
         # Deadline._callback = serde.serialize(callback); read with serde.deserialize.

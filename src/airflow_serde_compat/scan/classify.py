@@ -50,6 +50,7 @@ __all__ = [
     "deadline_callback_verdict",
     "fernet_keys_from_text",
     "has_19_digits",
+    "kwargs_translation",
     "kwargs_verdict",
     "loads_json",
     "parsed_json",
@@ -183,10 +184,16 @@ def kwargs_verdict(payload: Any, *, enum_keys: bool = False) -> Verdict:
 
     ``enum_keys``: the value is trigger kwargs, where 3.2.x wrote ``"Encoding.TYPE"`` envelopes.
     """
+    return kwargs_translation(payload, enum_keys=enum_keys)[0]
+
+
+def kwargs_translation(payload: Any, *, enum_keys: bool = False) -> tuple[Verdict, Any]:
+    """:func:`kwargs_verdict`, and the translator's legacy JSON where the verdict is translatable
+    (else None): exactly ``to_legacy(payload, enum_keys=enum_keys)``, which ``rewrite`` needs next."""
     if payload is None:
-        return NULL
+        return NULL, None
     if legacy_throughout(payload):
-        return LEGACY
+        return LEGACY, None
     kinds: dict[str, int] = {}
     resolver_classnames: list[str] = []
 
@@ -197,13 +204,13 @@ def kwargs_verdict(payload: Any, *, enum_keys: bool = False) -> Verdict:
         return None
 
     try:
-        to_legacy(payload, resolve=record_foreign, counts=kinds, enum_keys=enum_keys)
+        legacy = to_legacy(payload, resolve=record_foreign, counts=kinds, enum_keys=enum_keys)
     except UnsupportedPayload as err:
         if kinds or err.classname is not None:
-            return Verdict(Format.SERDE, Bridge.UNTRANSLATABLE, _kinds(kinds, err.classname), _reason(err))
-        return undecodable(_reason(err))
+            return Verdict(Format.SERDE, Bridge.UNTRANSLATABLE, _kinds(kinds, err.classname), _reason(err)), None
+        return undecodable(_reason(err)), None
     if not kinds:
-        return LEGACY
+        return LEGACY, None
     if resolver_classnames:
         names = tuple(dict.fromkeys(resolver_classnames))
         return Verdict(
@@ -212,8 +219,9 @@ def kwargs_verdict(payload: Any, *, enum_keys: bool = False) -> Verdict:
             _kinds(kinds),
             "decoded only inside a patched Airflow 3.1 process: " + ", ".join(names),
             names,
-        )
-    return _translatable(_kinds(kinds))
+        ), None
+    # No resolver call: the stand-in changed nothing, this is to_legacy's own result.
+    return _translatable(_kinds(kinds)), legacy
 
 
 _TRANSLATABLE: dict[tuple[str, ...], Verdict] = {}

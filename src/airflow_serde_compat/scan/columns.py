@@ -25,6 +25,7 @@ from airflow_serde_compat.scan.classify import (
     Verdict,
     deadline_alert_verdict,
     deadline_callback_verdict,
+    kwargs_translation,
     kwargs_verdict,
     parsed_json,
     serialized_dag_parsed,
@@ -77,6 +78,9 @@ class StoredColumn:
     #: The table's primary key in the 3.1 schema: how ``rewrite`` pages through it and names the
     #: row it updates (``identity`` is what reports show; it need not be unique on a 3.2 schema).
     primary_key: tuple[str, ...] = ("id",)
+    #: Kwargs columns: JSON text -> (verdict, parsed JSON, the translator's legacy JSON or None),
+    #: :func:`~airflow_serde_compat.scan.classify.kwargs_translation`'s; ``rewrite`` reuses it.
+    translate: Callable[[Any], Any] | None = None
 
 
 # --- decode: the stored value -> JSON text ------------------------------------------------------
@@ -148,6 +152,17 @@ def _deadline_callback(text: Any) -> Any:
     return deadline_callback_verdict(payload), payload
 
 
+def _json_translated(enum_keys: bool) -> Callable[[Any], Any]:
+    def translate(text: Any) -> Any:
+        payload, failed = parsed_json(text)
+        if failed is not None:
+            return failed, None, None
+        verdict, legacy = kwargs_translation(payload, enum_keys=enum_keys)
+        return verdict, payload, legacy
+
+    return translate
+
+
 _next_kwargs = _json(kwargs_verdict)
 _trigger_kwargs = _json(_trigger_kwargs_verdict)
 _deadline_alert = _json(deadline_alert_verdict)
@@ -159,16 +174,18 @@ COLUMNS: tuple[StoredColumn, ...] = (
     StoredColumn(
         "task_instance.next_kwargs", "task_instance", "next_kwargs", _TI_KEY, _text, _next_kwargs,
         Reader.BASE_SERIALIZATION, timestamps=("start_date", "queued_dttm", "updated_at"),
+        translate=_json_translated(False),
     ),
     StoredColumn(
         "task_instance_history.next_kwargs", "task_instance_history", "next_kwargs", (*_TI_KEY, "try_number"),
         _text, _next_kwargs, Reader.BASE_SERIALIZATION, timestamps=("start_date", "queued_dttm", "updated_at"),
-        primary_key=("task_instance_id",),
+        primary_key=("task_instance_id",), translate=_json_translated(False),
     ),
     StoredColumn(
         "trigger.kwargs", "trigger", "kwargs", ("id", "classpath"), _trigger_kwargs_text, _trigger_kwargs,
         Reader.TRIGGER_KWARGS, timestamps=("created_date",), holder_columns=(),
         holder_lookup=HolderLookup("task_instance", "trigger_id", "id"), encrypted=True,
+        translate=_json_translated(True),
     ),
     StoredColumn(
         "deadline.callback", "deadline", "callback", ("id",), _text, _deadline_callback, Reader.DEADLINE,
