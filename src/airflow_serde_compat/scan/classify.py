@@ -184,7 +184,12 @@ def kwargs_verdict(payload: Any, *, enum_keys: bool = False) -> Verdict:
 
     ``enum_keys``: the value is trigger kwargs, where 3.2.x wrote ``"Encoding.TYPE"`` envelopes.
     """
-    return kwargs_translation(payload, enum_keys=enum_keys)[0]
+    # The scan's hot path: the commonest verdicts without building the pair.
+    if payload is None:
+        return NULL
+    if legacy_throughout(payload):
+        return LEGACY
+    return _translation(payload, enum_keys)[0]
 
 
 def kwargs_translation(payload: Any, *, enum_keys: bool = False) -> tuple[Verdict, Any]:
@@ -194,6 +199,10 @@ def kwargs_translation(payload: Any, *, enum_keys: bool = False) -> tuple[Verdic
         return NULL, None
     if legacy_throughout(payload):
         return LEGACY, None
+    return _translation(payload, enum_keys)
+
+
+def _translation(payload: Any, enum_keys: bool) -> tuple[Verdict, Any]:
     kinds: dict[str, int] = {}
     resolver_classnames: list[str] = []
 
