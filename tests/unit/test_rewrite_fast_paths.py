@@ -112,3 +112,55 @@ def test_the_fingerprint_of_a_dumped_value_is_the_fingerprint_of_its_text(value)
 def test_a_fingerprint_it_cannot_vouch_for_comes_from_the_text():
     assert fingerprint_of_dumped("[NaN]", [float("nan")]) == fingerprint("[NaN]", json_text=True)
     assert fingerprint_of_dumped('{"a": 1}', {"a": (1,)}) == fingerprint('{"a": 1}', json_text=True)
+
+
+def test_stored_by_31_steps_aside_for_every_gadget_wherever_it_sits(tmp_path):
+    """Gadget envelopes (3.1 would import or call what they name) inside a 3.2 payload are never
+    turned into legacy JSON here: the long way refuses them with its reason."""
+    import sys
+
+    import gadgets
+    from airflow_serde_compat.rewrite.stored_by_31 import Fallback, stored_by_31
+
+    def serde(classname, data):
+        return {"__classname__": classname, "__version__": 1, "__data__": data}
+
+    hostile = {**gadgets.legacy_gadgets(str(tmp_path)),
+               "serde_os_system": serde("os.system", "true"),
+               "serde_gadget": serde(f"{gadgets.GADGET_MODULE}.Boom", {}),
+               "serde_exec": serde("builtins.exec", f"import {gadgets.GADGET_MODULE}")}
+    for name, gadget in hostile.items():
+        for payload in ({"k": gadget}, {"k": {"inner": gadget}}, {"k": serde("builtins.tuple", [1, gadget])},
+                        {"k": {"__type": "dict", "__var": {"x": gadget}}},
+                        {"k": {"Encoding.TYPE": "tuple", "Encoding.VAR": [gadget]}}, gadget):
+            for enum_keys in (False, True):
+                with pytest.raises(Fallback):
+                    stored_by_31(payload, enum_keys=enum_keys)
+    assert gadgets.GADGET_MODULE not in sys.modules
+    assert not list(tmp_path.iterdir())
+
+
+def test_stored_by_31_steps_aside_for_what_it_does_not_decide():
+    from airflow_serde_compat.rewrite.stored_by_31 import Fallback, stored_by_31
+
+    def serde(classname, data, version=1):
+        return {"__classname__": classname, "__version__": version, "__data__": data}
+
+    for payload in (
+        [1], "x", None, {"__type": "dict", "__var": {}},  # not a 3.2 kwargs top
+        {"s": serde("builtins.set", [1, "a"])},  # unsortable: 3.1 writes it in hash order
+        {"s": serde("builtins.set", [1, 1.0, True])},  # which of the equal ones survives depends on order
+        {"z": serde("pendulum.tz.timezone.Timezone", "Europe/Paris")},  # 3.1's own encode_timezone decides
+        {"t": serde("datetime.datetime", {"timestamp": 253402300799.0, "tz": None}, 2)},  # year 9999
+        {"d": serde("datetime.timedelta", 1e300, 2)},
+        {"deep": _nested(300)},  # deeper than the translator's MAX_DEPTH
+    ):
+        with pytest.raises(Fallback):
+            stored_by_31(payload)
+
+
+def _nested(depth):
+    node = []
+    for _ in range(depth):
+        node = [node]
+    return node
