@@ -213,7 +213,8 @@ json_payloads = st.recursive(
 
 
 def _stored_both_ways(payload, trigger_kwargs):
-    """(the long way's text or its exception type, stored_by_31's text or None if it stepped aside)."""
+    """(the long way's text or its exception type, stored_by_31's text or None if it stepped aside).
+    The bridge is active (the ``bridge`` fixture: once per test, not per example)."""
     import airflow_serde_compat
     from airflow.serialization.serialized_objects import BaseSerialization
 
@@ -221,15 +222,12 @@ def _stored_both_ways(payload, trigger_kwargs):
     from airflow_serde_compat.rewrite.stored_by_31 import Fallback, stored_by_31
     from airflow_serde_compat.scan.classify import kwargs_translation
 
-    airflow_serde_compat.activate()
-    try:
-        with reading_trigger_kwargs() if trigger_kwargs else _nothing():
-            try:
-                long_way = json.dumps(BaseSerialization.serialize(BaseSerialization.deserialize(payload)))
-            except Exception as err:  # noqa: BLE001 - the long way's refusal is the expected result
-                long_way = type(err)
-    finally:
-        airflow_serde_compat.deactivate()
+    assert airflow_serde_compat.is_active()
+    with reading_trigger_kwargs() if trigger_kwargs else _nothing():
+        try:
+            long_way = json.dumps(BaseSerialization.serialize(BaseSerialization.deserialize(payload)))
+        except Exception as err:  # noqa: BLE001 - the long way's refusal is the expected result
+            long_way = type(err)
     verdict, legacy = kwargs_translation(payload, enum_keys=trigger_kwargs)
     results = set()
     for given_legacy in (None, legacy):  # as rewrite calls it, with the scan's translation, and without
@@ -250,7 +248,7 @@ class _nothing:
 
 
 @given(st.dictionaries(st.text(max_size=5), json_payloads, max_size=4), st.booleans())
-def test_stored_by_31_stores_what_the_long_way_stores_or_steps_aside(payload, trigger_kwargs):
+def test_stored_by_31_stores_what_the_long_way_stores_or_steps_aside(bridge, payload, trigger_kwargs):
     """Generated 3.2-shaped JSON, hostile and malformed parts included: where the bridge and 3.1's
     writer refuse, stored_by_31 steps aside; where it decides, its text is theirs."""
     long_way, short = _stored_both_ways(payload, trigger_kwargs)
@@ -261,7 +259,7 @@ def test_stored_by_31_stores_what_the_long_way_stores_or_steps_aside(payload, tr
 
 @settings(max_examples=min(settings().max_examples, 1_000))  # the 3.2.1 writer is a pipe away
 @given(kwargs)
-def test_stored_by_31_on_real_3_2_1_rows(writer_321, value):
+def test_stored_by_31_on_real_3_2_1_rows(writer_321, bridge, value):
     payload = json.loads(writer_321(pickle.loads(pickle.dumps(value))))
     for trigger_kwargs in (False, True):
         long_way, short = _stored_both_ways(payload, trigger_kwargs)
