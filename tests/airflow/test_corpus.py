@@ -224,6 +224,13 @@ def test_a_trigger_kwarg_with_a_type_key_stays_under_the_bridge_either_way(bridg
     writer = Airflow31Writer()
     with pytest.raises(CannotRewrite, match="__type key"):
         writer.new_values(column, {"k": {"__type": "x", "v": 1}}, {}, read_back=read_back)
+    # kwargs that are not a dict: the same reason both ways (found by an attack on the short way)
+    for top, kind in (({"__classname__": "builtins.tuple", "__version__": 1, "__data__": [1]}, "tuple"),
+                      ({"Encoding.TYPE": "set", "Encoding.VAR": ["a"]}, "set"),
+                      ({"__classname__": "uuid.UUID", "__version__": 1,
+                        "__data__": "12345678-1234-5678-1234-567812345678"}, "str")):
+        with pytest.raises(CannotRewrite, match=f"trigger kwargs decode to {kind}, not a dict"):
+            writer.new_values(column, top, {}, read_back=read_back)
     # and its neighbour without one is rewritten, the short way when it may
     new, parsed = writer.new_values(column, {"k": {"x": "__type", "v": 1}}, {}, read_back=read_back)
     assert json.loads(new["kwargs"]) == {"__var": {"k": {"__var": {"x": "__type", "v": 1}, "__type": "dict"}},

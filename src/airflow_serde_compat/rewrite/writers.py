@@ -178,10 +178,11 @@ class Airflow31Writer:
         if not legacy_throughout(written):
             # Cannot happen (only legacy envelopes are built): the long way and its check decide.
             return None
-        if trigger_kwargs and any(
-            v.__class__ is dict and v.get(TYPE) == "dict" and TYPE in v[VAR] for v in written[VAR].values()
+        if trigger_kwargs and not (
+            written.__class__ is dict and written.get(TYPE) == "dict"
+            and not any(v.__class__ is dict and v.get(TYPE) == "dict" and TYPE in v[VAR] for v in written[VAR].values())
         ):
-            return None  # the long way refuses it, with its reason (see _trigger_kwargs)
+            return None  # not a dict of kwargs, or one 3.1 decodes twice: the long way refuses it, with its reason
         return written
 
     def _direct_agrees(self) -> bool:
