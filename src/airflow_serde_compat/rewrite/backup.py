@@ -196,6 +196,16 @@ class BackupFile:
         self._file.flush()
         os.fsync(self._file.fileno())
 
+    def flush(self) -> None:
+        """Hand the lines written so far to the OS; :meth:`fsync` then makes them durable."""
+        self._file.flush()
+
+    def fsync(self) -> None:
+        """Durable: every line :meth:`flush` handed over. Only touches the descriptor, so it may run
+        in another thread while this one writes the next lines (they may be made durable too:
+        lines of a batch that is then never committed are what a kill before a commit leaves)."""
+        os.fsync(self._file.fileno())
+
     def close(self) -> None:
         self.sync()
         self._file.close()

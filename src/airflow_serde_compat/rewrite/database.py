@@ -1,12 +1,13 @@
 """``rewrite`` and ``restore`` against the metadata database.
 
 ``rewrite`` pages through each stored column of :data:`~airflow_serde_compat.scan.columns.COLUMNS`
-by its primary key (a short read, then a short write: SQLite never sees a reader and a writer at
-once), decodes and classifies every row exactly as ``scan`` does, and for each 3.2-format row
-asks the :class:`~airflow_serde_compat.rewrite.writers.Airflow31Writer` for 3.1's stored form.
-With ``apply``, each batch's originals go to the backup file (fsynced) and then the batch is
-updated in its own transaction, each row only if it still holds what was read. A rerun after a
-crash finds converted rows legacy and skips them: nothing is converted twice.
+by its primary key (short reads and short writes), decodes and classifies every row exactly as
+``scan`` does, and for each 3.2-format row asks the
+:class:`~airflow_serde_compat.rewrite.writers.Airflow31Writer` for 3.1's stored form. With
+``apply``, each batch's originals go to the backup file (fsynced) and then the batch is updated in
+its own transaction, each row only if it still holds what was read (on PostgreSQL and MySQL
+while the next batch is read and converted, see :class:`_Batches`). A rerun after a crash finds
+converted rows legacy and skips them: nothing is converted twice.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -310,30 +312,28 @@ def _rewrite_column(
             progress.start(column.name, conn.execute(sa.select(sa.func.count()).select_from(table)).scalar())
     last: tuple | None = None
     try:
-        while True:
-            stmt = sa.select(*[_stored(dialect, c).label(c) for c in stored_names],
-                             *[sa.column(c) for c in select_cols]).select_from(table)
-            if last is not None:
-                stmt = stmt.where(sa.tuple_(*pk_cols) > sa.tuple_(*last) if len(pk) > 1 else pk_cols[0] > last[0])
-            stmt = stmt.order_by(*pk_cols).limit(batch)
-            with engine.connect() as conn:
-                rows = conn.execute(stmt).fetchall()
-            if not rows:
-                break
-            last = tuple(rows[-1]._mapping[c] for c in pk)
-            changes = []
-            for row in rows:
-                change = _change_for(row._mapping, column, stored_names, pk, identity, reader, writer, result)
-                if change is not None:
-                    changes.append(change)
-            result.rows += len(rows)
-            if changes and backup is not None:
-                _write_batch(engine, column, changes, backup, result, types)
-            else:
-                for ident, *_ in changes:
-                    result.add_rewritten(ident)
-            if progress is not None:
-                progress.advance(len(rows))
+        with _Batches(engine, column, backup, result, types) as batches:
+            while True:
+                stmt = sa.select(*[_stored(dialect, c).label(c) for c in stored_names],
+                                 *[sa.column(c) for c in select_cols]).select_from(table)
+                if last is not None:
+                    stmt = stmt.where(sa.tuple_(*pk_cols) > sa.tuple_(*last) if len(pk) > 1 else pk_cols[0] > last[0])
+                stmt = stmt.order_by(*pk_cols).limit(batch)
+                with engine.connect() as conn:
+                    rows = conn.execute(stmt).fetchall()
+                if not rows:
+                    break
+                last = tuple(rows[-1]._mapping[c] for c in pk)
+                changes = []
+                for row in rows:
+                    change = _change_for(row._mapping, column, stored_names, pk, identity, reader, writer, result)
+                    if change is not None:
+                        changes.append(change)
+                result.rows += len(rows)
+                if changes:
+                    batches.write(changes)
+                if progress is not None:
+                    progress.advance(len(rows))
     finally:
         if progress is not None:
             progress.stop()
@@ -386,36 +386,108 @@ def _matches(col: str, value: Any, dialect: str) -> Any:
     return expr.is_(None) if value is None else expr == value
 
 
+def _backup(column: StoredColumn, changes: list, backup: BackupFile) -> None:
+    for ident, key, before, new, parsed in changes:
+        after = {c: fingerprint_of_dumped(v, parsed[c]) if c in parsed
+                 else fingerprint(v, json_text=c in _JSON_COLUMNS) for c, v in new.items()}
+        backup.write(Record(column.name, column.table, key, before, after))
+
+
 def _write_batch(
     engine: sa.Engine, column: StoredColumn, changes: list, backup: BackupFile, result: ColumnResult, types: dict
 ) -> None:
-    dialect = engine.dialect.name
-    table_name = column.table
     with engine.begin() as conn:
         for ident, key, before, new, parsed in changes:
             if "dag_hash" in before:
-                t = sa.table(table_name, sa.column("dag_hash"), *[sa.column(k) for k in key])
+                t = sa.table(column.table, sa.column("dag_hash"), *[sa.column(k) for k in key])
                 before["dag_hash"] = conn.execute(
                     sa.select(t.c.dag_hash).where(*[sa.column(k) == v for k, v in key.items()])
                 ).scalar()
-            after = {c: fingerprint_of_dumped(v, parsed[c]) if c in parsed
-                     else fingerprint(v, json_text=c in _JSON_COLUMNS) for c, v in new.items()}
-            backup.write(Record(column.name, table_name, key, before, after))
+        _backup(column, changes, backup)
         # Every original is on disk before the first row of the batch changes.
         backup.sync()
-        single = all(list(new) == [column.column] and list(before) == [column.column] for _, _, before, new, _ in changes)
-        if dialect == "postgresql" and single and types:
-            done = _pg_bulk_update(conn, column, changes, types)
-            for ident, key, *_ in changes:
-                (result.add_rewritten if tuple(str(v) for v in key.values()) in done else result.add_changed)(ident)
+        done = _update(conn, column, changes, types)
+    for (ident, *_), ok in zip(changes, done):
+        (result.add_rewritten if ok else result.add_changed)(ident)
+
+
+def _update(conn: sa.Connection, column: StoredColumn, changes: list, types: dict) -> list[bool]:
+    """Each row of the batch updated only if it still holds what was read: whether it was, per row."""
+    dialect = conn.dialect.name
+    single = all(list(new) == [column.column] and list(before) == [column.column] for _, _, before, new, _ in changes)
+    if dialect == "postgresql" and single and types:
+        done = _pg_bulk_update(conn, column, changes, types)
+        return [tuple(str(v) for v in key.values()) in done for _, key, *_ in changes]
+    updated = []
+    for ident, key, before, new, _ in changes:
+        cols = {*key, *before, *new}
+        t = sa.table(column.table, *[sa.column(c) for c in cols])
+        where = [sa.column(k) == v for k, v in key.items()]
+        where += [_matches(c, v, dialect) for c, v in before.items() if c != "dag_hash"]
+        updated.append(conn.execute(sa.update(t).where(*where).values(**new)).rowcount == 1)
+    return updated
+
+
+class _Batches:
+    """Writes one column's batches. Where readers never wait for a writer (PostgreSQL, MySQL), a
+    batch's update and commit run in a thread while the next batch is read and converted: the
+    database's share of the wall time overlaps the conversion's. Everything else stays in the
+    calling thread (the backup lines, their fingerprints, the report), so the backup file has
+    one writer, and the order that makes a kill safe holds: the thread makes a batch's lines
+    durable (fsync) before it updates a row. At most one batch is in flight.
+
+    SQLite keeps a short read, then a short write: it never sees a reader and a writer at once.
+    A batch whose backup needs a value read in its own transaction (a serialized DAG's hash)
+    is written whole, after the one in flight."""
+
+    def __init__(self, engine: sa.Engine, column: StoredColumn, backup: BackupFile | None, result: ColumnResult,
+                 types: dict):
+        self._engine, self._column, self._backup, self._result, self._types = engine, column, backup, result, types
+        self._pool = (ThreadPoolExecutor(1, thread_name_prefix="serde-compat-commit")
+                      if backup is not None and engine.dialect.name in ("postgresql", "mysql") else None)
+        self._pending: tuple[list, Future] | None = None
+
+    def write(self, changes: list) -> None:
+        if self._backup is None:
+            for ident, *_ in changes:
+                self._result.add_rewritten(ident)
             return
-        for ident, key, before, new, _ in changes:
-            cols = {*key, *before, *new}
-            t = sa.table(table_name, *[sa.column(c) for c in cols])
-            where = [sa.column(k) == v for k, v in key.items()]
-            where += [_matches(c, v, dialect) for c, v in before.items() if c != "dag_hash"]
-            n = conn.execute(sa.update(t).where(*where).values(**new)).rowcount
-            (result.add_rewritten if n == 1 else result.add_changed)(ident)
+        if self._pool is None or any("dag_hash" in before for _, _, before, _, _ in changes):
+            self._wait()
+            _write_batch(self._engine, self._column, changes, self._backup, self._result, self._types)
+            return
+        _backup(self._column, changes, self._backup)
+        self._backup.flush()
+        self._wait()
+        self._pending = changes, self._pool.submit(self._commit, changes)
+
+    def _commit(self, changes: list) -> list[bool]:
+        self._backup.fsync()
+        with self._engine.begin() as conn:
+            return _update(conn, self._column, changes, self._types)
+
+    def _wait(self) -> None:
+        if self._pending is None:
+            return
+        changes, future = self._pending
+        self._pending = None
+        for (ident, *_), ok in zip(changes, future.result()):
+            (self._result.add_rewritten if ok else self._result.add_changed)(ident)
+
+    def __enter__(self) -> "_Batches":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None:
+                self._wait()
+            elif self._pending is not None:
+                # The batch in flight is whole (its lines are on disk): let it commit, and report
+                # what stopped the run, not what the thread says after it.
+                self._pending[1].exception()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
 
 
 def _pg_bulk_update(conn: sa.Connection, column: StoredColumn, changes: list, types: dict) -> set[tuple]:

@@ -1,0 +1,48 @@
+"""``rewrite --apply`` (as the CLI runs it) while a 3.1 component clears ``next_kwargs`` of some
+rows between rewrite's read and its write (a resumed task does that), one row per batch of
+the given size: on PostgreSQL the batch before is then still being committed in the other
+thread. Prints the rows it cleared and the report's counts, as JSON.
+
+    python rewrite_beside_a_component.py URL KEYS BACKUP BATCH
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import sqlalchemy as sa
+
+from airflow_serde_compat.rewrite.database import _key_of, rewrite_database
+from airflow_serde_compat.rewrite.writers import Airflow31Writer
+from airflow_serde_compat.scan.classify import fernet_keys_from_text
+
+url, keys_text, backup, batch = sys.argv[1:5]
+keys = fernet_keys_from_text(keys_text)
+component = sa.create_engine(url, poolclass=sa.pool.NullPool)
+cleared: list[str] = []
+idents: list[dict] = []
+seen = 0
+
+
+class Racing(Airflow31Writer):
+    def new_values(self, column, payload, row, **kw):  # type: ignore[no-untyped-def]
+        global seen
+        if column.name == "task_instance.next_kwargs":
+            seen += 1
+            if seen % 3 == 2:
+                with component.begin() as conn:
+                    conn.execute(sa.text("UPDATE task_instance SET next_kwargs = NULL WHERE id = :id"),
+                                 {"id": row["id"]})
+                cleared.append(str(row["id"]))
+                idents.append(_key_of(row, column.identity))
+        return super().new_values(column, payload, row, **kw)
+
+
+engine = sa.create_engine(url, pool_size=2, max_overflow=4)
+result = rewrite_database(engine, writer=Racing(keys, xcom_uuid="str"), fernet_keys=keys, apply=True,
+                          backup_path=backup, batch=int(batch))
+column = next(c for c in result.columns if c.name == "task_instance.next_kwargs")
+print(json.dumps({"cleared": cleared, "changed": column.changed_rows, "cleared_rows": idents,
+                  "changed_meanwhile": column.changed_meanwhile, "rewritten": column.rewritten,
+                  "remaining": result.remaining}))
