@@ -164,3 +164,35 @@ def _nested(depth):
     for _ in range(depth):
         node = [node]
     return node
+
+
+_tricky = st.sampled_from(["\x00", "\n", "\x1f", " ", '"', "\\", "/", "~", "\x7f", "\x80", "\u00e9", "\u2028",
+                           "\ud800", "\udfff", "\U0001f600"])
+canonical_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.text(max_size=8), st.text(_tricky, max_size=4),
+              st.sampled_from(["\x00n1.5", "\x00n-1E+30", "\x00cNaN"])),
+    lambda children: st.one_of(st.lists(children, max_size=4),
+                               st.dictionaries(st.one_of(st.text(max_size=4), st.text(_tricky, max_size=3)), children,
+                                               max_size=4)),
+    max_leaves=16,
+)
+
+
+@settings(max_examples=3_000)
+@given(canonical_values)
+def test_a_fingerprint_hashes_the_bytes_json_writes_whoever_writes_them(value):
+    """Backups of earlier versions hold fingerprints of json's bytes: orjson's are only taken where equal."""
+    from airflow_serde_compat.rewrite.backup import _sorted_compact
+
+    assert _sorted_compact(value) == json.dumps(value, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def test_a_fingerprint_is_sha256_of_the_sorted_compact_json_with_numbers_by_value():
+    import hashlib
+
+    text = '{"b": 1.50, "a": ["\\u00e9", "\\u007f", "x"], "c": {"z": 1e2, "y": [true, null]}}'
+    canonical = {"a": ["\u00e9", "\x7f", "x"], "b": "\x00n1.5", "c": {"y": [True, None], "z": "\x00n1E+2"}}
+    expected = hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    assert fingerprint(text, json_text=True) == expected
+    deep = "[" * 300 + "]" * 300  # beyond orjson's depth: json writes it
+    assert fingerprint(deep, json_text=True) == hashlib.sha256(deep.encode()).hexdigest()
