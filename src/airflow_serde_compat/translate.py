@@ -174,7 +174,7 @@ def legacy_throughout(payload: Any) -> bool:
                     if v.__class__ is dict or v.__class__ is list:
                         push((v, depth))
             elif (type_ == "tuple" or type_ == "set") and var.__class__ is list:
-                push((var, depth))
+                push((var, depth - 1))  # one level with its list, as the translator counts it
         else:
             for v in node:
                 if v.__class__ is dict or v.__class__ is list:
@@ -441,7 +441,9 @@ class _Translator:
                 return {TYPE: type_, VAR: {k: self.top(v, None, depth + 1) for k, v in var.items()}}
             return {TYPE: type_, VAR: {k: self.top(v, f"{path}.{_key(k)}", depth + 1) for k, v in var.items()}}
         if (type_ == "tuple" or type_ == "set") and var.__class__ is list:
-            return {TYPE: type_, VAR: self.top(var, path, depth + 1)}
+            # One level with its list, as :meth:`plain_legacy` counts it: the depth a payload may
+            # have must not depend on which of the two walks reads it.
+            return {TYPE: type_, VAR: self.top(var, path, depth)}
         return node
 
     def user_dict(self, node: dict, path: str | None, depth: int) -> dict:

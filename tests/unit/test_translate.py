@@ -341,3 +341,34 @@ def test_supported_versions_are_declared_for_every_converter():
     assert translate.SERDE_VERSIONS["pendulum.datetime.DateTime"] == 2
     assert all(isinstance(v, int) and v >= 1 for v in translate.SERDE_VERSIONS.values())
     assert not math.isnan(0.0)
+
+
+@pytest.mark.parametrize("kind", ["tuple", "set"])
+def test_a_tuple_or_set_envelope_is_one_level_whichever_walk_reads_it(kind):
+    """Legacy tuples 101-200 deep were refused by the legacy walks (two levels each) though the
+    3.2 walk translated them to exactly that (one level): rewrite then left the row, naming the
+    bridge."""
+    from airflow_serde_compat.translate import MAX_DEPTH, legacy_throughout
+
+    def nested(n, wrap):
+        value: object = [1]
+        for _ in range(n):
+            value = wrap([value])
+        return value
+
+    def legacy(v):
+        return {"__type": kind, "__var": v}
+
+    def serde(v):
+        return env(f"builtins.{kind}", v)
+
+    within, beyond = MAX_DEPTH - 10, MAX_DEPTH + 10
+    counts: dict = {}
+    assert legacy_throughout(nested(within, legacy))
+    assert to_legacy(nested(within, legacy), counts=counts) == nested(within, legacy) and not counts
+    assert legacy_throughout(to_legacy(nested(within, serde)))  # rewrite's check of what it writes
+    assert not legacy_throughout(nested(beyond, legacy))
+    with pytest.raises(UnsupportedPayload, match="nested deeper than"):
+        to_legacy(nested(beyond, legacy))
+    with pytest.raises(UnsupportedPayload, match="nested (deeper than|too deeply)"):
+        to_legacy(nested(beyond, serde))  # a serde level costs more frames: the recursion limit may come first
