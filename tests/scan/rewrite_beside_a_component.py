@@ -3,7 +3,10 @@ rows between rewrite's read and its write (a resumed task does that), one row pe
 the given size: on PostgreSQL the batch before is then still being committed in the other
 thread. Prints the rows it cleared and the report's counts, as JSON.
 
-    python rewrite_beside_a_component.py URL KEYS BACKUP BATCH
+    python rewrite_beside_a_component.py URL KEYS BACKUP BATCH [fail]
+
+With ``fail``, the database refuses the second task-instance batch's transaction after its update
+(a real error on the writing connection: a table that is not there): prints the error rewrite reports.
 """
 
 from __future__ import annotations
@@ -40,6 +43,29 @@ class Racing(Airflow31Writer):
                 idents.append(_key_of(row, column.identity))
         return new
 
+
+if sys.argv[5:] == ["fail"]:
+    import airflow_serde_compat.rewrite.database as database
+    from airflow_serde_compat.rewrite.database import RewriteError
+
+    update, calls = database._update, []
+
+    def failing(conn, column, changes, types):  # type: ignore[no-untyped-def]
+        done = update(conn, column, changes, types)
+        if column.name == "task_instance.next_kwargs":
+            calls.append(len(changes))
+            if len(calls) == 2:
+                conn.exec_driver_sql("SELECT * FROM no_such_table_for_this_test")
+        return done
+
+    database._update = failing
+    try:
+        rewrite_database(sa.create_engine(url, pool_size=2, max_overflow=4), writer=Airflow31Writer(keys, xcom_uuid="str"),
+                         fernet_keys=keys, apply=True, backup_path=backup, batch=int(batch))
+    except RewriteError as err:
+        print(json.dumps({"error": str(err), "batches": calls}))
+        sys.exit(2)
+    sys.exit(f"no error: {calls}")
 
 engine = sa.create_engine(url, pool_size=2, max_overflow=4)
 result = rewrite_database(engine, writer=Racing(keys, xcom_uuid="str"), fernet_keys=keys, apply=True,

@@ -264,6 +264,34 @@ def test_a_row_a_component_changes_between_read_and_write_is_left_as_the_compone
     assert len(gone) == len(out["cleared"]) and all(_names_a_cleared_row(line, out) for line in gone)
 
 
+def test_a_batch_the_database_refuses_stops_the_run_with_one_line_and_a_rerun_finishes(built_db, tmp_path, request):
+    """The second task-instance batch's transaction fails after its update (on PostgreSQL in the commit
+    thread, while the next batch is converted): one line naming the database, nothing of that batch
+    written; the rerun with the same backup ends where one run ends, and restore gives every byte back."""
+    from conftest import SRC
+
+    url = copy_of(built_db, tmp_path, request)
+    original = dump(url)
+    backup = tmp_path / "b.jsonl"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}, "PYTHONPATH": SRC}
+    p = subprocess.run([_python(), str(Path(__file__).parent / "rewrite_beside_a_component.py"), url, built_db.keys,
+                        str(backup), "2", "fail"], env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 2, p.stdout + p.stderr[-3000:]
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert len(out["batches"]) == 2, out  # it stopped at the failed batch, before submitting another
+    error = out["error"]
+    assert "no_such_table_for_this_test" in error and "\n" not in error and built_db.keys.split(",")[0] not in error, error
+    assert error.startswith(url.split("://", 1)[0]), error
+    whole = copy_of(built_db, tmp_path, request)
+    rewrite(built_db, whole, "--apply", "--backup", str(tmp_path / "whole.jsonl"), "--xcom-uuid=str")
+    assert _normalized(dump(url), built_db) != _normalized(dump(whole), built_db)
+    code, report, err = rewrite(built_db, url, "--apply", "--backup", str(backup), "--xcom-uuid=str")
+    assert _normalized(dump(url), built_db) == _normalized(dump(whole), built_db)
+    p = run_cli("restore", str(backup), "--sql-alchemy-conn", url)
+    assert p.returncode == 0, p.stderr + p.stdout
+    assert dump(url) == original
+
+
 def _names_a_cleared_row(line: str, out: dict) -> bool:
     # by dag, task, run and map index: the fixture's mangled ids are repaired by the rewrite
     return any(all(str(v) in line for v in row.values()) for row in out["cleared_rows"])

@@ -123,7 +123,7 @@ def _sorted_compact(canonical: Any) -> bytes:
     whenever they are printable ASCII throughout; json escapes everything else (DEL included),
     orjson writes it raw or refuses it (a lone surrogate, 255 levels deep). Only then does json
     write it: 13x slower, 7 % of the rewrite's CPU."""
-    if _fast_dumps is not None:
+    if _ORJSON_AGREES:
         try:
             raw = _fast_dumps(canonical, option=_SORT_KEYS)
         except TypeError:  # orjson.JSONEncodeError
@@ -147,6 +147,20 @@ def _canonical_value(value: Any) -> Any:
     if cls is list:
         return [_canonical_value(v) for v in value]
     raise TypeError(cls.__name__)
+
+
+def _orjson_agrees() -> bool:
+    """The installed orjson writes json's bytes for printable ASCII (every release checked so
+    far): else it is not used for fingerprints."""
+    sample = {"b": ["".join(map(chr, range(0x7f))), True, None], "a": {"\x00n1.5": False}, "": []}
+    try:
+        return _fast_dumps(sample, option=_SORT_KEYS) == json.dumps(
+            sample, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    except Exception:  # noqa: BLE001 - any surprise: json writes every fingerprint
+        return False
+
+
+_ORJSON_AGREES = _fast_dumps is not None and _orjson_agrees()
 
 
 def fingerprint_of_dumped(text: str, parsed: Any) -> str | None:

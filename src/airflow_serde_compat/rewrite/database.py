@@ -321,6 +321,7 @@ def _rewrite_column(
                 stmt = stmt.order_by(*pk_cols).limit(batch)
                 with engine.connect() as conn:
                     rows = conn.execute(stmt).fetchall()
+                batches.poll()
                 if not rows:
                     break
                 last = tuple(rows[-1]._mapping[c] for c in pk)
@@ -444,7 +445,7 @@ class _Batches:
                  types: dict):
         self._engine, self._column, self._backup, self._result, self._types = engine, column, backup, result, types
         self._pool = (ThreadPoolExecutor(1, thread_name_prefix="serde-compat-commit")
-                      if backup is not None and engine.dialect.name in ("postgresql", "mysql") else None)
+                      if backup is not None and engine.dialect.name in ("postgresql", "mysql", "mariadb") else None)
         self._pending: tuple[list, Future] | None = None
 
     def write(self, changes: list) -> None:
@@ -465,6 +466,12 @@ class _Batches:
         self._backup.fsync()
         with self._engine.begin() as conn:
             return _update(conn, self._column, changes, self._types)
+
+    def poll(self) -> None:
+        """A batch that failed in the thread stops the run now, not after the rest of the
+        table was read (a table whose remaining rows need no change submits nothing more)."""
+        if self._pending is not None and self._pending[1].done():
+            self._wait()
 
     def _wait(self) -> None:
         if self._pending is None:
@@ -511,18 +518,13 @@ def _pg_bulk_update(conn: sa.Connection, column: StoredColumn, changes: list, ty
     arrays = [[str(key[k]) for _, key, *_ in changes] for k in keys]
     arrays.append([before[name] for _, _, before, _, _ in changes])
     arrays.append([new[name] for _, _, _, new, _ in changes])
-    cursor = conn.connection.driver_connection.cursor()
-    try:
-        # A batch is a few hundred rows found by primary key. Costed against the arrays' default
-        # estimates, PostgreSQL may hash-join instead, scanning the whole table (and casting
-        # every row's JSON to text) per batch: measured 4x slower at 20 k rows, and growing with
-        # the table. For this transaction only.
-        cursor.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
-        cursor.execute(sql, arrays)
-        returned = cursor.fetchall()
-    finally:
-        cursor.close()
-    return {tuple(row) for row in returned}
+    # A batch is a few hundred rows found by primary key. Costed against the arrays' default
+    # estimates, PostgreSQL may hash-join instead, scanning the whole table (and casting every
+    # row's JSON to text) per batch: measured 4x slower at 20 k rows, and growing with the table.
+    # For this transaction only. Through SQLAlchemy, so that a failure is its DBAPIError, which
+    # names the database in the one-line error like every other.
+    conn.exec_driver_sql("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+    return {tuple(row) for row in conn.exec_driver_sql(sql, tuple(arrays))}
 
 
 # --- restore -----------------------------------------------------------------------------
