@@ -197,13 +197,10 @@ def test_a_kill_9_mid_rewrite_then_a_rerun_ends_where_one_run_ends(built_db, tmp
     killed = copy_of(sqlite_db, tmp_path, request)
     original = dump(killed)
     backup = tmp_path / "killed.jsonl"
-    from conftest import SRC
-
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}, "PYTHONPATH": SRC}
     proc = subprocess.Popen(
         [_python(), "-m", "airflow_serde_compat", "rewrite", "--apply", "--batch-size", "1", "--backup", str(backup),
          "--sql-alchemy-conn", killed, f"--fernet-key={sqlite_db.keys}", "--xcom-uuid=str"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=_clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -227,14 +224,10 @@ def test_a_row_a_component_changes_between_read_and_write_is_left_as_the_compone
     before its batch is written (on PostgreSQL while the batch before commits in the other thread):
     rewrite reports exactly those rows as changed meanwhile, leaves them cleared, rewrites the rest;
     restore puts the rest back and leaves the cleared ones alone."""
-    from conftest import SRC
-
     url = copy_of(built_db, tmp_path, request)
     original = dump(url)
     backup = tmp_path / "b.jsonl"
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}, "PYTHONPATH": SRC}
-    p = subprocess.run([_python(), str(Path(__file__).parent / "rewrite_beside_a_component.py"), url, built_db.keys,
-                        str(backup), str(batch)], env=env, capture_output=True, text=True, timeout=600)
+    p = _beside_a_component(built_db, url, backup, str(batch))
     assert p.returncode == 0, p.stderr[-3000:]
     out = json.loads(p.stdout.strip().splitlines()[-1])
     assert len(out["cleared"]) >= 2, out
@@ -268,14 +261,10 @@ def test_a_batch_the_database_refuses_stops_the_run_with_one_line_and_a_rerun_fi
     """The second task-instance batch's transaction fails after its update (on PostgreSQL in the commit
     thread, while the next batch is converted): one line naming the database, nothing of that batch
     written; the rerun with the same backup ends where one run ends, and restore gives every byte back."""
-    from conftest import SRC
-
     url = copy_of(built_db, tmp_path, request)
     original = dump(url)
     backup = tmp_path / "b.jsonl"
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}, "PYTHONPATH": SRC}
-    p = subprocess.run([_python(), str(Path(__file__).parent / "rewrite_beside_a_component.py"), url, built_db.keys,
-                        str(backup), "2", "fail"], env=env, capture_output=True, text=True, timeout=600)
+    p = _beside_a_component(built_db, url, backup, "2", "fail")
     assert p.returncode == 2, p.stdout + p.stderr[-3000:]
     out = json.loads(p.stdout.strip().splitlines()[-1])
     assert len(out["batches"]) == 2, out  # it stopped at the failed batch, before submitting another
@@ -290,6 +279,11 @@ def test_a_batch_the_database_refuses_stops_the_run_with_one_line_and_a_rerun_fi
     p = run_cli("restore", str(backup), "--sql-alchemy-conn", url)
     assert p.returncode == 0, p.stderr + p.stdout
     assert dump(url) == original
+
+
+def _beside_a_component(db: BuiltDatabase, url: str, backup: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([_python(), str(Path(__file__).parent / "rewrite_beside_a_component.py"), url, db.keys,
+                           str(backup), *args], env=_clean_env(), capture_output=True, text=True, timeout=600)
 
 
 def _names_a_cleared_row(line: str, out: dict) -> bool:

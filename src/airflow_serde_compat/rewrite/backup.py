@@ -225,8 +225,8 @@ class BackupFile:
         self.records += 1
 
     def sync(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        self.flush()
+        self.fsync()
 
     def flush(self) -> None:
         """Hand the lines written so far to the OS; :meth:`fsync` then makes them durable."""

@@ -408,6 +408,10 @@ def _write_batch(
         # Every original is on disk before the first row of the batch changes.
         backup.sync()
         done = _update(conn, column, changes, types)
+    _count(result, changes, done)
+
+
+def _count(result: ColumnResult, changes: list, done: list[bool]) -> None:
     for (ident, *_), ok in zip(changes, done):
         (result.add_rewritten if ok else result.add_changed)(ident)
 
@@ -478,8 +482,7 @@ class _Batches:
             return
         changes, future = self._pending
         self._pending = None
-        for (ident, *_), ok in zip(changes, future.result()):
-            (self._result.add_rewritten if ok else self._result.add_changed)(ident)
+        _count(self._result, changes, future.result())
 
     def __enter__(self) -> "_Batches":
         return self
