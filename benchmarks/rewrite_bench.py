@@ -2,7 +2,7 @@
 """Benchmark ``airflow-serde-compat rewrite --apply`` on 1 M 3.2-format rows in PostgreSQL.
 
     ~/.cache/airflow-serde-compat/v318t/bin/python benchmarks/rewrite_bench.py [--tis 1000000]
-        [--triggers 100000] [--runs 3]
+        [--triggers 100000] [--runs 3] [--side-by-side]
 
 1. Builds ``serde_compat_rwbench_<pid>`` on 127.0.0.1:5432 with the real Airflow 3.1.8 schema
    (``airflow db migrate``): ``task_instance`` filled server-side, every ``next_kwargs`` in the 3.2
@@ -11,7 +11,9 @@
    (``CREATE DATABASE ... TEMPLATE``), as an operator's one run would.
 2. Runs ``rewrite --apply --backup FILE`` as a child process (the installed 3.1.8 in this
    interpreter, the package from ``src/``); wall time, rows rewritten per second and the child's
-   peak RSS (``VmHWM``, polled); then checks with ``scan`` that nothing is left. Prints medians.
+   peak RSS (``VmHWM``, polled, its conversion child's added); then checks with ``scan`` that
+   nothing is left. Prints medians. ``--side-by-side``: each run also rewrites a copy converting
+   in one process (``--no-conversion-process``), in alternating order, and prints the ratio.
    Goal (issue 12): >= 20,000 rows/s and < 300 MB.
 """
 
@@ -61,11 +63,11 @@ def build(url: str, tis: int, triggers: int, key: str) -> None:
     print(f"filled {tis:,} task instances and {triggers:,} triggers in {time.monotonic() - t0:.1f}s", flush=True)
 
 
-def run(cmd: list[str]) -> tuple[float, float, int, dict, float]:
+def run(cmd: list[str]) -> tuple[float, float, int, dict, float, float]:
     child = measured_child(cmd)
     if child.code not in (0, 1):
         raise SystemExit(f"{' '.join(cmd[2:4])} failed ({child.code}): {child.stderr.strip()[-2000:]}")
-    return child.wall, child.peak_mb, child.code, json.loads(child.stdout or "{}"), child.cpu
+    return child.wall, child.peak_mb, child.code, json.loads(child.stdout or "{}"), child.cpu, child.peak_pss_mb
 
 
 def main() -> int:
@@ -73,6 +75,8 @@ def main() -> int:
     parser.add_argument("--tis", type=int, default=1_000_000)
     parser.add_argument("--triggers", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--side-by-side", action="store_true",
+                        help="each run also rewrites a copy with --no-conversion-process; prints the ratio")
     args = parser.parse_args()
     from cryptography.fernet import Fernet
 
@@ -82,34 +86,49 @@ def main() -> int:
     copies: list[str] = []
     try:
         build(ADMIN.rsplit("/", 1)[0] + f"/{template}", args.tis, args.triggers, key)
-        results = []
+        modes = [True, False] if args.side_by_side else [True]
+        results: dict[bool, list] = {m: [] for m in modes}
+        ratios = []
         for n in range(args.runs):
-            name = f"{template}_run{n}"
-            copies.append(name)
-            admin(f"CREATE DATABASE {name} TEMPLATE {template}")
-            url = ADMIN.rsplit("/", 1)[0] + f"/{name}"
-            with tempfile.TemporaryDirectory() as tmp:
-                backup = Path(tmp) / "backup.jsonl"
-                wall, rss, code, report, cpu = run(
-                    [sys.executable, "-m", "airflow_serde_compat", "rewrite", "--apply", "--backup", str(backup),
-                     "--sql-alchemy-conn", url, f"--fernet-key={key}", "--output", "json", "--no-progress"])
-                backup_mb = backup.stat().st_size / 2**20
-            rewritten = sum(c.get("rewritten", 0) for c in report["columns"])
-            read = sum(c.get("rows", 0) for c in report["columns"])
-            _, _, scan_code, scanned, _ = run(
-                [sys.executable, "-m", "airflow_serde_compat", "scan", "--sql-alchemy-conn", url,
-                 f"--fernet-key={key}", "--output", "json", "--no-progress"])
-            left = sum(s.get("serde", 0) for s in scanned["sources"] if s.get("present"))
-            results.append((wall, rewritten, rss, cpu))
-            print(f"run {n + 1}: {rewritten:,} rows rewritten ({read:,} read) in {wall:.1f}s = "
-                  f"{rewritten / wall:,.0f} rows/s ({rewritten / cpu:,.0f} per rewriter CPU-second), peak RSS "
-                  f"{rss:.0f} MB, backup {backup_mb:.0f} MB, exit {code}; scan after: exit {scan_code}, "
-                  f"{left} left in the 3.2 format; load average {os.getloadavg()[0]:.1f}", flush=True)
-            admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        rate = statistics.median(r[1] / r[0] for r in results)
-        rss = statistics.median(r[2] for r in results)
-        print(f"median of {len(results)}: {rate:,.0f} rows/s, peak RSS {rss:.0f} MB "
-              f"(goal >= 20,000 rows/s and < 300 MB: {'met' if rate >= 20_000 and rss < 300 else 'NOT met'})")
+            walls = {}
+            # Side by side: the order alternates, so that neither mode always runs on a warmer machine.
+            for in_child in (modes if n % 2 == 0 else modes[::-1]):
+                name = f"{template}_run{n}_{int(in_child)}"
+                copies.append(name)
+                admin(f"CREATE DATABASE {name} TEMPLATE {template}")
+                url = ADMIN.rsplit("/", 1)[0] + f"/{name}"
+                with tempfile.TemporaryDirectory() as tmp:
+                    backup = Path(tmp) / "backup.jsonl"
+                    wall, rss, code, report, cpu, pss = run(
+                        [sys.executable, "-m", "airflow_serde_compat", "rewrite", "--apply", "--backup", str(backup),
+                         "--sql-alchemy-conn", url, f"--fernet-key={key}", "--output", "json", "--no-progress",
+                         *([] if in_child else ["--no-conversion-process"])])
+                    backup_mb = backup.stat().st_size / 2**20
+                rewritten = sum(c.get("rewritten", 0) for c in report["columns"])
+                read = sum(c.get("rows", 0) for c in report["columns"])
+                _, _, scan_code, scanned, _, _ = run(
+                    [sys.executable, "-m", "airflow_serde_compat", "scan", "--sql-alchemy-conn", url,
+                     f"--fernet-key={key}", "--output", "json", "--no-progress"])
+                left = sum(s.get("serde", 0) for s in scanned["sources"] if s.get("present"))
+                results[in_child].append((wall, rewritten, rss, cpu))
+                walls[in_child] = wall
+                print(f"run {n + 1} ({'conversion child' if in_child else 'one process'}): {rewritten:,} rows "
+                      f"rewritten ({read:,} read) in {wall:.1f}s = {rewritten / wall:,.0f} rows/s "
+                      f"({rewritten / cpu:,.0f} per CPU-second of the rewriter and its child), peak RSS {rss:.0f} MB "
+                      f"(with the conversion child's: shared pages counted twice; PSS {pss:.0f} MB), backup {backup_mb:.0f} MB, exit {code}; scan after: exit "
+                      f"{scan_code}, {left} left in the 3.2 format; load average {os.getloadavg()[0]:.1f}", flush=True)
+                admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            if args.side_by_side:
+                ratios.append(walls[False] / walls[True])
+                print(f"run {n + 1}: one process / conversion child = {ratios[-1]:.2f}x", flush=True)
+        for mode, rows in results.items():
+            rate = statistics.median(r[1] / r[0] for r in rows)
+            rss = statistics.median(r[2] for r in rows)
+            label = "conversion child" if mode else "one process"
+            print(f"median of {len(rows)} ({label}): {rate:,.0f} rows/s, peak RSS {rss:.0f} MB "
+                  f"(goal >= 20,000 rows/s and < 300 MB: {'met' if rate >= 20_000 and rss < 300 else 'NOT met'})")
+        if ratios:
+            print(f"median ratio, one process / conversion child: {statistics.median(ratios):.2f}x")
     finally:
         for name in [*copies, template]:
             admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

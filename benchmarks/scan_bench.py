@@ -107,11 +107,19 @@ def build(url: str, tis: int, triggers: int, keys: list[str]) -> None:
     print(f"filled {tis:,} task instances and {triggers:,} triggers in {time.monotonic() - t0:.1f}s", flush=True)
 
 
-def _vm_hwm_kb(pid: int) -> int:
+def _children(pid: int) -> list[int]:
     try:
-        with open(f"/proc/{pid}/status") as status:
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            return [int(p) for p in children.read().split()]
+    except (FileNotFoundError, ProcessLookupError, ValueError):
+        return []
+
+
+def _status_kb(pid: int, field: str, name: str = "status") -> int:
+    try:
+        with open(f"/proc/{pid}/{name}") as status:
             for line in status:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field):
                     return int(line.split()[1])
     except (FileNotFoundError, ProcessLookupError, ValueError):
         pass
@@ -126,6 +134,8 @@ class Child:
     stdout: str
     stderr: str
     cpu: float
+    #: Proportional set size, polled: what the process and its children take together.
+    peak_pss_mb: float = 0.0
 
 
 def measured_child(cmd: list[str]) -> Child:
@@ -137,13 +147,17 @@ def measured_child(cmd: list[str]) -> Child:
         t0 = time.monotonic()
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, text=True)
         # VmHWM of the child's own address space: rusage's ru_maxrss survives exec and would
-        # include this (much larger) benchmark process the child was forked from.
-        peak_kb = 0
+        # include this (much larger) benchmark process the child was forked from. A process the
+        # child forks (rewrite's conversion child) adds its own peak while it lives: pages they
+        # share are counted in both, so the sum is an upper bound; PSS splits them (polled).
+        peak_kb = peak_pss_kb = 0
         while True:
             done, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if done:
                 break
-            peak_kb = max(peak_kb, _vm_hwm_kb(proc.pid))
+            pids = (proc.pid, *_children(proc.pid))
+            peak_kb = max(peak_kb, sum(_status_kb(pid, "VmHWM:") for pid in pids))
+            peak_pss_kb = max(peak_pss_kb, sum(_status_kb(pid, "Pss:", "smaps_rollup") for pid in pids))
             time.sleep(0.02)
         wall = time.monotonic() - t0
         err.seek(0)
@@ -151,7 +165,7 @@ def measured_child(cmd: list[str]) -> Child:
         out.seek(0)
         # The child's own CPU time: on a shared machine wall time also measures the neighbours.
         return Child(wall, peak_kb / 1024, os.waitstatus_to_exitcode(status), out.read(), stderr,
-                     usage.ru_utime + usage.ru_stime)
+                     usage.ru_utime + usage.ru_stime, peak_pss_kb / 1024)
 
 
 def run_scan(url: str, keys: list[str], python: str) -> tuple[float, int, float, int, float]:

@@ -92,6 +92,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     rewrite.add_argument("--force", action="store_true", help="run although components' heartbeats are recent")
     rewrite.add_argument("--batch-size", type=int, default=500, metavar="N", help="rows per transaction (default 500)")
+    rewrite.add_argument(
+        "--no-conversion-process", dest="conversion_process", action="store_false",
+        help="convert in this process only (by default, with --apply on PostgreSQL or MySQL and two CPUs, "
+        "a forked child converts one batch ahead)",
+    )
     restore = sub.add_parser(
         "restore",
         help="put back every row a rewrite backup file holds, byte-identical",
@@ -355,7 +360,8 @@ def _rewrite(args: argparse.Namespace) -> int:
     def run(progress: Any) -> Any:
         with _airflow_quiet():
             return rewrite_database(engine, writer=writer, fernet_keys=keys, apply=args.apply, backup_path=backup,
-                                    force=args.force, only=args.only, progress=progress, batch=args.batch_size)
+                                    force=args.force, only=args.only, progress=progress, batch=args.batch_size,
+                                    processes=args.conversion_process)
 
     return _printed(args, _with_progress(args, engine, run), rewrite_as_json, rewrite_as_text)
 

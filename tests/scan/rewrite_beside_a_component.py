@@ -1,7 +1,9 @@
 """``rewrite --apply`` (as the CLI runs it) while a 3.1 component clears ``next_kwargs`` of some
 rows between rewrite's read and its write (a resumed task does that), one row per batch of
 the given size: on PostgreSQL the batch before is then still being committed in the other
-thread. Prints the rows it cleared and the report's counts, as JSON.
+thread, and the conversion runs in rewrite's forked child, so the rows it cleared are noted in a
+file beside the backup (the parent's lists would not see the child's appends). Prints the rows it
+cleared and the report's counts, as JSON.
 
     python rewrite_beside_a_component.py URL KEYS BACKUP BATCH [fail]
 
@@ -23,8 +25,7 @@ from airflow_serde_compat.scan.classify import fernet_keys_from_text
 url, keys_text, backup, batch = sys.argv[1:5]
 keys = fernet_keys_from_text(keys_text)
 component = sa.create_engine(url, poolclass=sa.pool.NullPool)
-cleared: list[str] = []
-idents: list[dict] = []
+noted = f"{backup}.cleared"
 seen = 0
 
 
@@ -39,8 +40,8 @@ class Racing(Airflow31Writer):
                 with component.begin() as conn:
                     conn.execute(sa.text("UPDATE task_instance SET next_kwargs = NULL WHERE id = :id"),
                                  {"id": row["id"]})
-                cleared.append(str(row["id"]))
-                idents.append(_key_of(row, column.identity))
+                with open(noted, "a") as note:
+                    note.write(json.dumps([str(row["id"]), _key_of(row, column.identity)]) + "\n")
         return new
 
 
@@ -71,6 +72,12 @@ engine = sa.create_engine(url, pool_size=2, max_overflow=4)
 result = rewrite_database(engine, writer=Racing(keys, xcom_uuid="str"), fernet_keys=keys, apply=True,
                           backup_path=backup, batch=int(batch))
 column = next(c for c in result.columns if c.name == "task_instance.next_kwargs")
+try:
+    with open(noted) as note:
+        notes = [json.loads(line) for line in note]
+except FileNotFoundError:
+    notes = []
+cleared, idents = [n[0] for n in notes], [n[1] for n in notes]
 print(json.dumps({"cleared": cleared, "changed": column.changed_rows, "cleared_rows": idents,
                   "changed_meanwhile": column.changed_meanwhile, "rewritten": column.rewritten,
                   "remaining": result.remaining}))

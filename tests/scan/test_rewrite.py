@@ -217,6 +217,142 @@ def test_a_kill_9_mid_rewrite_then_a_rerun_ends_where_one_run_ends(built_db, tmp
     assert dump(killed) == original
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] not in "ZX"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def _with_more_task_instances(db: BuiltDatabase, url: str, n: int = 2000) -> None:
+    """``n`` more copies of a task instance rewrite converts (other map indexes): time to act mid-run."""
+    import sqlalchemy as sa
+
+    _, report, _ = rewrite(db, url)
+    first = next(c for c in report["columns"] if c["column"] == "task_instance.next_kwargs")["would_rewrite_rows"][0]
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        names = [c["name"] for c in sa.inspect(conn).get_columns("task_instance") if c["name"] not in ("id", "map_index")]
+        cols = ", ".join(names)
+        # as the fixture's rows: task instances of a run that is not in dag_run
+        conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        conn.execute(sa.text(
+            f"INSERT INTO task_instance (id, map_index, {cols}) SELECT CAST(md5(CAST(id AS TEXT) || g) AS uuid), 100000 + g, {cols} "
+            "FROM task_instance, generate_series(1, :n) AS g "
+            "WHERE dag_id = :dag_id AND task_id = :task_id AND run_id = :run_id AND map_index = :map_index"
+        ), {"n": n, **{k: first[k] for k in ("dag_id", "task_id", "run_id", "map_index")}})
+    engine.dispose()
+
+
+def _rewrite_until_the_conversion_child_runs(db: BuiltDatabase, url: str, backup: Path) -> tuple[subprocess.Popen, int]:
+    """``rewrite --apply --batch-size 1`` started, and the pid of its conversion child once the
+    child has converted task instances (their lines are in the backup)."""
+    proc = subprocess.Popen(
+        [_python(), "-m", "airflow_serde_compat", "rewrite", "--apply", "--batch-size", "1", "--backup", str(backup),
+         "--sql-alchemy-conn", url, f"--fernet-key={db.keys}", "--xcom-uuid=str", "--no-progress"],
+        env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        children = _children(proc.pid)
+        if children and backup.exists() and '"task_instance.next_kwargs"' in backup.read_text():
+            return proc, children[0]
+        time.sleep(0.002)
+    proc.kill()
+    out, err = proc.communicate()
+    pytest.fail(f"no conversion child seen while task instances were rewritten: exit {proc.returncode}, {err[-2000:]}")
+
+
+@pytest.mark.postgres
+def test_the_conversion_child_writes_what_one_process_writes(postgres_db, tmp_path, request):
+    """On PostgreSQL the conversion runs in a forked child, one batch ahead: the same rows, the same
+    report and the same backup as converting in the rewrite's own process."""
+    child, one = copy_of(postgres_db, tmp_path, request), copy_of(postgres_db, tmp_path, request)
+    code_child, report_child, _ = rewrite(postgres_db, child, "--apply", "--backup", str(tmp_path / "c.jsonl"),
+                                          "--xcom-uuid=str", "--batch-size", "3")
+    code_one, report_one, _ = rewrite(postgres_db, one, "--apply", "--backup", str(tmp_path / "o.jsonl"),
+                                      "--xcom-uuid=str", "--batch-size", "3", "--no-conversion-process")
+    assert (code_child, report_child) == (code_one, {**report_one, "database": report_child["database"],
+                                                     "backup": report_child["backup"]})
+    assert sum(c.get("rewritten", 0) for c in report_child["columns"]) >= 10, report_child
+    assert _normalized(dump(child), postgres_db) == _normalized(dump(one), postgres_db)
+
+    def lines(path: Path) -> list[dict]:
+        # "after" of an encrypted value is the fingerprint of a new Fernet token: differs per run
+        return [{k: v for k, v in json.loads(line).items() if k != "after" or "kwargs" not in v}
+                for line in path.read_text().splitlines()[1:]]
+
+    assert lines(tmp_path / "c.jsonl") == lines(tmp_path / "o.jsonl")
+
+
+@pytest.mark.postgres
+def test_a_killed_conversion_child_stops_the_run_with_one_line_and_a_rerun_finishes(postgres_db, tmp_path, request):
+    url, whole = copy_of(postgres_db, tmp_path, request), copy_of(postgres_db, tmp_path, request)
+    _with_more_task_instances(postgres_db, url)
+    _with_more_task_instances(postgres_db, whole)
+    rewrite(postgres_db, whole, "--apply", "--backup", str(tmp_path / "whole.jsonl"), "--xcom-uuid=str")
+    original = dump(url)
+    backup = tmp_path / "b.jsonl"
+    proc, child = _rewrite_until_the_conversion_child_runs(postgres_db, url, backup)
+    os.kill(child, signal.SIGKILL)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, (out, err[-3000:])
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "the conversion process stopped" in errors[0] and "rerun" in errors[0], err[-3000:]
+    assert "Traceback" not in err
+    code, report, _ = rewrite(postgres_db, url, "--apply", "--backup", str(backup), "--xcom-uuid=str")
+    assert _normalized(dump(url), postgres_db) == _normalized(dump(whole), postgres_db)
+    p = run_cli("restore", str(backup), "--sql-alchemy-conn", url)
+    assert p.returncode == 0, p.stderr + p.stdout
+    assert dump(url) == original
+
+
+@pytest.mark.postgres
+def test_a_kill_9_of_rewrite_takes_its_conversion_child_with_it(postgres_db, tmp_path, request):
+    url = copy_of(postgres_db, tmp_path, request)
+    _with_more_task_instances(postgres_db, url)
+    proc, child = _rewrite_until_the_conversion_child_runs(postgres_db, url, tmp_path / "b.jsonl")
+    proc.kill()
+    proc.communicate(timeout=60)
+    deadline = time.monotonic() + 10
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child), "the conversion child outlived its killed parent"
+
+
+@pytest.mark.postgres
+def test_ctrl_c_stops_rewrite_and_its_conversion_child_with_one_line(postgres_db, tmp_path, request):
+    """SIGINT to the process group, as a terminal's Ctrl-C: one line from rewrite, none from the child."""
+    url = copy_of(postgres_db, tmp_path, request)
+    _with_more_task_instances(postgres_db, url)
+    proc, child = _rewrite_until_the_conversion_child_runs(postgres_db, url, tmp_path / "b.jsonl")
+    os.kill(proc.pid, signal.SIGINT)
+    os.kill(child, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and err.strip().splitlines()[-1].endswith("interrupted"), err[-3000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    assert not _alive(child)
+
+
+@pytest.mark.postgres
+def test_encrypted_rows_no_given_key_decrypts_are_an_error_also_from_the_conversion_child(postgres_db, tmp_path,
+                                                                                            request):
+    """The child's copy of the key reader counts what it could not decrypt; the parent must hear of it."""
+    from cryptography.fernet import Fernet
+
+    url = copy_of(postgres_db, tmp_path, request)
+    p = run_cli("rewrite", "--sql-alchemy-conn", url, f"--fernet-key={Fernet.generate_key().decode()}", "--apply",
+                "--backup", str(tmp_path / "b.jsonl"), "--only", "trigger.kwargs")
+    assert p.returncode == 2 and "no given key decrypts them" in p.stderr, p.stderr[-3000:]
+
+
 @pytest.mark.parametrize("batch", [1, 4])
 def test_a_row_a_component_changes_between_read_and_write_is_left_as_the_component_wrote_it(
         built_db, tmp_path, request, batch):

@@ -40,6 +40,7 @@ __all__ = [
     "Record",
     "fingerprint",
     "fingerprint_of_dumped",
+    "line_of",
     "read_backup",
 ]
 
@@ -174,6 +175,18 @@ def fingerprint_of_dumped(text: str, parsed: Any) -> str | None:
     return hashlib.sha256(raw).hexdigest()
 
 
+def line_of(record: Record) -> str:
+    """The backup file's line for one record, newline included."""
+    line = {"column": record.column, "table": record.table, "key": {k: _encode(v) for k, v in record.key.items()},
+            "before": {k: _encode(v) for k, v in record.before.items()}, "after": record.after}
+    try:
+        if _fast_dumps is None:
+            raise TypeError
+        return _fast_dumps(line).decode("utf-8") + "\n"
+    except TypeError:  # what orjson refuses (a lone surrogate, an integer beyond 64 bits)
+        return json.dumps(line) + "\n"
+
+
 class BackupFile:
     """Append-only, fsynced per batch; a rerun after a crash appends to the same file."""
 
@@ -213,16 +226,12 @@ class BackupFile:
         self.records = 0
 
     def write(self, record: Record) -> None:
-        line = {"column": record.column, "table": record.table, "key": {k: _encode(v) for k, v in record.key.items()},
-                "before": {k: _encode(v) for k, v in record.before.items()}, "after": record.after}
-        try:
-            if _fast_dumps is None:
-                raise TypeError
-            text = _fast_dumps(line).decode("utf-8")
-        except TypeError:  # what orjson refuses (a lone surrogate, an integer beyond 64 bits)
-            text = json.dumps(line)
-        self._file.write(text + "\n")
-        self.records += 1
+        self.write_lines([line_of(record)])
+
+    def write_lines(self, lines: list[str]) -> None:
+        """Lines made by :func:`line_of` (where they were made: another process may make them)."""
+        self._file.write("".join(lines))
+        self.records += len(lines)
 
     def sync(self) -> None:
         self.flush()

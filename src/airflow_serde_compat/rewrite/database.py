@@ -28,8 +28,10 @@ from airflow_serde_compat.rewrite.backup import (
     Record,
     fingerprint,
     fingerprint_of_dumped,
+    line_of,
     read_backup,
 )
+from airflow_serde_compat.rewrite.conversion import Conversions, forking_pays
 from airflow_serde_compat.rewrite.writers import Airflow31Writer, CannotRewrite
 from airflow_serde_compat.scan.classify import TOO_DEEP, Bridge, Format, TriggerKwargsReader, has_19_digits, undecodable
 from airflow_serde_compat.scan.columns import COLUMNS, StoredColumn
@@ -60,6 +62,8 @@ _COMPONENT_JOBS = ("SchedulerJob", "TriggererJob", "DagProcessorJob")
 _JSON_COLUMNS = {"next_kwargs", "callback", "data", "value"}
 #: Columns whose classify() parses the text once, as is (the others unwrap or decompress first).
 _KWARGS_COLUMNS = {"next_kwargs", "kwargs"}
+#: Where readers never wait for a writer: a batch commits while the next is read and converted.
+_THREADED_DIALECTS = ("postgresql", "mysql", "mariadb")
 
 
 class RewriteError(OperatorError):
@@ -206,7 +210,10 @@ def rewrite_database(
     progress: Progress | None = None,
     batch: int = BATCH_ROWS,
     columns: Iterable[StoredColumn] = COLUMNS,
+    processes: bool = True,
 ) -> RewriteResult:
+    """``processes``: with a backup, on PostgreSQL and MySQL, convert in a forked child where a
+    second CPU runs it (:mod:`.conversion`); False converts every batch in this process."""
     if apply and not backup_path:
         raise RewriteError("rewrite --apply needs a backup file")
     try:
@@ -242,7 +249,8 @@ def rewrite_database(
             if names is None or column.column not in names:
                 result.present, result.absent_reason = False, f"no column {column.table}.{column.column}"
                 continue
-            _rewrite_column(engine, result, names, types.get(column.table, {}), reader, writer, backup, progress, batch)
+            _rewrite_column(engine, result, names, types.get(column.table, {}), reader, writer, backup, progress, batch,
+                            processes)
     except sa.exc.DBAPIError as err:
         raise RewriteError(f"{url}: {first_line(getattr(err, 'orig', err))}") from err
     finally:
@@ -295,6 +303,7 @@ def _rewrite_column(
     backup: BackupFile | None,
     progress: Progress | None,
     batch: int,
+    processes: bool,
 ) -> None:
     column = result.column
     dialect = engine.dialect.name
@@ -311,8 +320,33 @@ def _rewrite_column(
         with engine.connect() as conn:
             progress.start(column.name, conn.execute(sa.select(sa.func.count()).select_from(table)).scalar())
     last: tuple | None = None
+    names_read = [*stored_names, *select_cols]
+    threaded = backup is not None and dialect in _THREADED_DIALECTS
+    in_child = threaded and processes and column.name != "serialized_dag.data" and forking_pays()
+
+    def convert(rows: list) -> tuple:
+        """A batch's changes and the rows it leaves; from the child also its backup lines and
+        what its copy of the reader counted (the parent's reader saw none of these rows)."""
+        left: list[tuple[dict[str, Any], str]] = []
+        sink = _Left(left)
+        before = (reader.plaintext, reader.encrypted, reader.decrypted)
+        changes = []
+        for row in rows:
+            mapping = dict(zip(names_read, row)) if in_child else row._mapping
+            change = _change_for(mapping, column, stored_names, pk, identity, reader, writer, sink)
+            if change is not None:
+                changes.append(change)
+        if not in_child:
+            return changes, None, left, None
+        lines = _backup_lines(column, changes)
+        counts = (reader.plaintext - before[0], reader.encrypted - before[1], reader.decrypted - before[2])
+        # The parses were for the fingerprints, made here: not worth a trip through the pipe.
+        return [(i, k, b, n, {}) for i, k, b, n, _ in changes], lines, left, counts
+
     try:
-        with _Batches(engine, column, backup, result, types) as batches:
+        # Forked before the commit thread starts: a fork copies only the thread that calls it.
+        with Conversions(convert, in_child=in_child) as conversions, \
+                _Batches(engine, column, backup, result, types) as batches:
             while True:
                 stmt = sa.select(*[_stored(dialect, c).label(c) for c in stored_names],
                                  *[sa.column(c) for c in select_cols]).select_from(table)
@@ -322,22 +356,39 @@ def _rewrite_column(
                 with engine.connect() as conn:
                     rows = conn.execute(stmt).fetchall()
                 batches.poll()
+                if rows:
+                    last = tuple(rows[-1]._mapping[c] for c in pk)
+                    result.rows += len(rows)
+                    if in_child:
+                        rows = [tuple(bytes(v) if v.__class__ is memoryview else v for v in row) for row in rows]
+                converted = conversions.feed(rows)
+                if converted is not None:
+                    changes, lines, left, counts = converted
+                    for ident, reason in left:
+                        result.add_left(ident, reason)
+                    if counts is not None:
+                        reader.plaintext += counts[0]
+                        reader.encrypted += counts[1]
+                        reader.decrypted += counts[2]
+                    if changes:
+                        batches.write(changes, lines)
                 if not rows:
                     break
-                last = tuple(rows[-1]._mapping[c] for c in pk)
-                changes = []
-                for row in rows:
-                    change = _change_for(row._mapping, column, stored_names, pk, identity, reader, writer, result)
-                    if change is not None:
-                        changes.append(change)
-                result.rows += len(rows)
-                if changes:
-                    batches.write(changes)
                 if progress is not None:
                     progress.advance(len(rows))
     finally:
         if progress is not None:
             progress.stop()
+
+
+class _Left:
+    """Collects the rows a batch leaves, for the report (in the parent, whichever process converted)."""
+
+    def __init__(self, left: list) -> None:
+        self._left = left
+
+    def add_left(self, ident: dict[str, Any], reason: str) -> None:
+        self._left.append((ident, reason))
 
 
 def _change_for(mapping, column, stored_names, pk, identity, reader, writer, result):
@@ -387,11 +438,13 @@ def _matches(col: str, value: Any, dialect: str) -> Any:
     return expr.is_(None) if value is None else expr == value
 
 
-def _backup(column: StoredColumn, changes: list, backup: BackupFile) -> None:
+def _backup_lines(column: StoredColumn, changes: list) -> list[str]:
+    lines = []
     for ident, key, before, new, parsed in changes:
         after = {c: fingerprint_of_dumped(v, parsed[c]) if c in parsed
                  else fingerprint(v, json_text=c in _JSON_COLUMNS) for c, v in new.items()}
-        backup.write(Record(column.name, column.table, key, before, after))
+        lines.append(line_of(Record(column.name, column.table, key, before, after)))
+    return lines
 
 
 def _write_batch(
@@ -404,7 +457,7 @@ def _write_batch(
                 before["dag_hash"] = conn.execute(
                     sa.select(t.c.dag_hash).where(*[sa.column(k) == v for k, v in key.items()])
                 ).scalar()
-        _backup(column, changes, backup)
+        backup.write_lines(_backup_lines(column, changes))
         # Every original is on disk before the first row of the batch changes.
         backup.sync()
         done = _update(conn, column, changes, types)
@@ -449,10 +502,11 @@ class _Batches:
                  types: dict):
         self._engine, self._column, self._backup, self._result, self._types = engine, column, backup, result, types
         self._pool = (ThreadPoolExecutor(1, thread_name_prefix="serde-compat-commit")
-                      if backup is not None and engine.dialect.name in ("postgresql", "mysql", "mariadb") else None)
+                      if backup is not None and engine.dialect.name in _THREADED_DIALECTS else None)
         self._pending: tuple[list, Future] | None = None
 
-    def write(self, changes: list) -> None:
+    def write(self, changes: list, lines: list[str] | None = None) -> None:
+        """``lines``: the batch's backup lines, where they were made already (the conversion's child)."""
         if self._backup is None:
             for ident, *_ in changes:
                 self._result.add_rewritten(ident)
@@ -461,7 +515,7 @@ class _Batches:
             self._wait()
             _write_batch(self._engine, self._column, changes, self._backup, self._result, self._types)
             return
-        _backup(self._column, changes, self._backup)
+        self._backup.write_lines(_backup_lines(self._column, changes) if lines is None else lines)
         self._backup.flush()
         self._wait()
         self._pending = changes, self._pool.submit(self._commit, changes)

@@ -1,0 +1,104 @@
+"""A column's batches converted one batch ahead, in a forked process.
+
+With a backup, on PostgreSQL and MySQL, a batch goes through three stages: it is read, converted
+(decoded, translated, given 3.1's stored form, and its backup lines made), then committed. The
+commit already runs in a thread (``database._Batches``); the conversion is Python that holds the
+GIL and was most of the wall time. Here it runs in a child forked from this process, so it
+inherits the imported Airflow, the writer and the keys as they are: only rows go in and only
+results come out, and no key or decrypted value crosses a pipe (a result holds what is stored:
+ciphertext where the row is encrypted). While the child converts batch N, the parent reads
+batch N+1 and the thread commits batch N-1.
+
+The child never touches the database, the backup file or the report. The parent writes each
+batch's lines, then hands it to the commit, in the order the batches were read: the rules that
+make a kill -9 safe are the single process's. A child that dies (out of memory, killed) is a
+one-line error and a rerun resumes; a child whose parent dies exits within a second.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable
+
+from airflow_serde_compat._errors import OperatorError
+
+__all__ = ["Conversions", "forking_pays"]
+
+_convert: Callable[[list], Any] | None = None
+
+
+def forking_pays() -> bool:
+    """A second process can run beside this one: fork exists and two CPUs are ours."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return False
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    return cpus >= 2
+
+
+class Conversions:
+    """``feed(rows)`` -> the converted batch to write next, or None.
+
+    Inline, that is ``rows``' own conversion (None for no rows). With the child, ``rows`` go to
+    the child and what comes back is the batch fed before (``feed([])`` at the end drains it)."""
+
+    def __init__(self, convert: Callable[[list], Any], *, in_child: bool):
+        self._convert = convert
+        self._pending: Future | None = None
+        self._pool = (ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"),
+                                          initializer=_start_child, initargs=(convert, os.getpid()))
+                      if in_child else None)
+
+    @property
+    def in_child(self) -> bool:
+        return self._pool is not None
+
+    def feed(self, rows: list) -> Any:
+        if self._pool is None:
+            return self._convert(rows) if rows else None
+        pending, self._pending = self._pending, (self._pool.submit(_run, rows) if rows else None)
+        if pending is None:
+            return None
+        try:
+            return pending.result()
+        except BrokenProcessPool:
+            raise OperatorError(
+                "the conversion process stopped (killed, or out of memory?): nothing of the batch it held "
+                "was written; a rerun resumes (--no-conversion-process converts in this process)"
+            ) from None
+
+    def __enter__(self) -> "Conversions":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _start_child(convert: Callable[[list], Any], parent: int) -> None:
+    global _convert
+    _convert = convert
+    # Ctrl-C reaches the whole process group: the parent stops the run; the child finishes the
+    # batch in hand and is shut down, instead of printing a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="serde-compat-orphan").start()
+
+
+def _exit_with(parent: int) -> None:
+    # A parent killed with -9 leaves the child waiting on a queue whose other end it holds too.
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _run(rows: list) -> Any:
+    assert _convert is not None
+    return _convert(rows)
