@@ -64,11 +64,10 @@ class Conversions:
     def feed(self, rows: list) -> Any:
         if self._pool is None:
             return self._convert(rows) if rows else None
-        pending, self._pending = self._pending, (self._pool.submit(_run, rows) if rows else None)
-        if pending is None:
-            return None
         try:
-            return pending.result()
+            # A child that died is found here (the next submit) or in the result it owed.
+            pending, self._pending = self._pending, (self._pool.submit(_run, rows) if rows else None)
+            return None if pending is None else pending.result()
         except BrokenProcessPool:
             raise OperatorError(
                 "the conversion process stopped (killed, or out of memory?): nothing of the batch it held "
