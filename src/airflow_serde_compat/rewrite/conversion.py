@@ -24,6 +24,7 @@ import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any, Callable
 
 from airflow_serde_compat._errors import OperatorError
@@ -33,15 +34,32 @@ __all__ = ["Conversions", "forking_pays"]
 _convert: Callable[[list], Any] | None = None
 
 
-def forking_pays() -> bool:
-    """A second process can run beside this one: fork exists and two CPUs are ours."""
+def forking_pays(cgroup: str = "/sys/fs/cgroup") -> bool:
+    """A second process can run beside this one: fork exists and two CPUs are ours, counting a
+    container's CPU limit (a Kubernetes pod with ``limits.cpu: 1`` sees every CPU of its node)."""
     if "fork" not in multiprocessing.get_all_start_methods():
         return False
     try:
-        cpus = len(os.sched_getaffinity(0))
+        cpus: float = len(os.sched_getaffinity(0))
     except AttributeError:
         cpus = os.cpu_count() or 1
-    return cpus >= 2
+    quota = _cpu_quota(Path(cgroup))
+    return min(cpus, quota if quota is not None else cpus) >= 2
+
+
+def _cpu_quota(root: Path) -> float | None:
+    """CPUs' worth of time the cgroup allows (v2 ``cpu.max``, v1 CFS quota), None if unlimited."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return None if quota_us <= 0 or period_us <= 0 else quota_us / period_us
+    except (OSError, ValueError, ZeroDivisionError):
+        return None
 
 
 class Conversions:
