@@ -320,7 +320,13 @@ def test_a_kill_9_of_rewrite_takes_its_conversion_child_with_it(postgres_db, tmp
     _with_more_task_instances(postgres_db, url)
     proc, child = _rewrite_until_the_conversion_child_runs(postgres_db, url, tmp_path / "b.jsonl")
     proc.kill()
-    proc.communicate(timeout=60)
+    proc.wait(timeout=60)  # not communicate(): it would wait for the child too (it holds the pipes)
+    # The rerun the README tells the operator to start may start at once: the child, alive for a
+    # moment more, holds no lock on the backup file (rewrite's own, flock).
+    import fcntl
+
+    with open(tmp_path / "b.jsonl", "rb") as backup:
+        fcntl.flock(backup.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     deadline = time.monotonic() + 10
     while _alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)

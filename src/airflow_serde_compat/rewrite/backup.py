@@ -233,6 +233,9 @@ class BackupFile:
         self._file.write("".join(lines))
         self.records += len(lines)
 
+    def fileno(self) -> int:
+        return self._file.fileno()
+
     def sync(self) -> None:
         self.flush()
         self.fsync()

@@ -17,6 +17,7 @@ one-line error and a rerun resumes; a child whose parent dies exits within a sec
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import signal
@@ -68,12 +69,40 @@ class Conversions:
     Inline, that is ``rows``' own conversion (None for no rows). With the child, ``rows`` go to
     the child and what comes back is the batch fed before (``feed([])`` at the end drains it)."""
 
-    def __init__(self, convert: Callable[[list], Any], *, in_child: bool):
+    def __init__(self, convert: Callable[[list], Any], *, in_child: bool, close_in_child: tuple[int, ...] = ()):
+        """``close_in_child``: descriptors the child must not hold (the backup file: its lock
+        would outlive a killed ``rewrite`` by as long as the child takes to notice)."""
         self._convert = convert
         self._pending: Future | None = None
-        self._pool = (ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"),
-                                          initializer=_start_child, initargs=(convert, os.getpid()))
-                      if in_child else None)
+        self._pool: ProcessPoolExecutor | None = None
+        if in_child:
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"), initializer=_start_child,
+                                             initargs=(convert, os.getpid(), close_in_child))
+            try:
+                self._fork()
+            except BaseException:
+                self.__exit__(BaseException)
+                raise
+
+    def _fork(self) -> None:
+        assert self._pool is not None
+        # Frozen, the objects both processes hold are never visited by either's collector, whose
+        # writes would copy most of the shared pages (unfrozen when the column is done).
+        gc.collect()
+        gc.freeze()
+        # Ctrl-C in the instant between the fork and the child's SIG_IGN would print the child's
+        # traceback: the child starts with SIGINT blocked, and ignores it before unblocking it.
+        block = hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
+        if block:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            self._pool.submit(_started).result()
+        except BrokenProcessPool:
+            raise OperatorError("the conversion process did not start (--no-conversion-process converts in this "
+                                "process)") from None
+        finally:
+            if block:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
     @property
     def in_child(self) -> bool:
@@ -95,17 +124,31 @@ class Conversions:
     def __enter__(self) -> "Conversions":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        if self._pool is not None:
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if self._pool is None:
+            return
+        if exc_type is not None:
+            # The run stops (Ctrl-C, an error): the batches in the child are never written, so the
+            # child is not waited for (a batch already handed over cannot be cancelled).
+            for process in list((getattr(self._pool, "_processes", None) or {}).values()):
+                process.kill()
+        try:
             self._pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            gc.unfreeze()
 
 
-def _start_child(convert: Callable[[list], Any], parent: int) -> None:
+def _start_child(convert: Callable[[list], Any], parent: int, close: tuple[int, ...]) -> None:
     global _convert
     _convert = convert
-    # Ctrl-C reaches the whole process group: the parent stops the run; the child finishes the
-    # batch in hand and is shut down, instead of printing a traceback of its own.
+    # Ctrl-C reaches the whole process group: the parent stops the run and kills the child,
+    # which must not print a traceback of its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    for fd in close:
+        # Its file object here is never flushed or closed: the child ends with os._exit.
+        os.close(fd)
     threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="serde-compat-orphan").start()
 
 
@@ -114,6 +157,10 @@ def _exit_with(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(0.5)
     os._exit(1)
+
+
+def _started() -> None:
+    pass
 
 
 def _run(rows: list) -> Any:

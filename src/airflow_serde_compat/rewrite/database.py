@@ -345,7 +345,8 @@ def _rewrite_column(
 
     try:
         # Forked before the commit thread starts: a fork copies only the thread that calls it.
-        with Conversions(convert, in_child=in_child) as conversions, \
+        with Conversions(convert, in_child=in_child,
+                         close_in_child=(backup.fileno(),) if backup is not None else ()) as conversions, \
                 _Batches(engine, column, backup, result, types) as batches:
             while True:
                 stmt = sa.select(*[_stored(dialect, c).label(c) for c in stored_names],
