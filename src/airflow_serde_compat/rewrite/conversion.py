@@ -87,7 +87,7 @@ class Conversions:
     def _fork(self) -> None:
         assert self._pool is not None
         # Frozen, the objects both processes hold are never visited by either's collector, whose
-        # writes would copy most of the shared pages (unfrozen when the column is done).
+        # writes would copy most of the shared pages. The caller unfreezes (rewrite_database).
         gc.collect()
         gc.freeze()
         # Ctrl-C in the instant between the fork and the child's SIG_IGN would print the child's
@@ -132,10 +132,7 @@ class Conversions:
             # child is not waited for (a batch already handed over cannot be cancelled).
             for process in list((getattr(self._pool, "_processes", None) or {}).values()):
                 process.kill()
-        try:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-        finally:
-            gc.unfreeze()
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _start_child(convert: Callable[[list], Any], parent: int, close: tuple[int, ...]) -> None:

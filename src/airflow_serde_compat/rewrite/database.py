@@ -13,6 +13,7 @@ converted rows legacy and skips them: nothing is converted twice.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -233,6 +234,10 @@ def rewrite_database(
                  for c in columns if c.table in tables} if dialect == "postgresql" else {}
     backup = BackupFile(backup_path, url, dialect) if apply else None
     results: list[ColumnResult] = []
+    # Airflow's imports are a large heap that lives for the whole run: each full collection
+    # walked all of it (about a fifth of the rewrite's CPU, measured). Frozen, it is not walked.
+    gc.collect()
+    gc.freeze()
     try:
         if wanted is None or TASK_INSTANCE_IDS in wanted:
             # First: the other columns' rows are then paged and backed up under their repaired ids.
@@ -254,6 +259,7 @@ def rewrite_database(
     except sa.exc.DBAPIError as err:
         raise RewriteError(f"{url}: {first_line(getattr(err, 'orig', err))}") from err
     finally:
+        gc.unfreeze()
         if backup is not None:
             backup.close()
     if reader.encrypted and not reader.decrypted:
