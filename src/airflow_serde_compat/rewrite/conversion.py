@@ -104,10 +104,6 @@ class Conversions:
             if block:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
-    @property
-    def in_child(self) -> bool:
-        return self._pool is not None
-
     def feed(self, rows: list) -> Any:
         if self._pool is None:
             return self._convert(rows) if rows else None
