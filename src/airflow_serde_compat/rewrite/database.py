@@ -334,12 +334,11 @@ def _rewrite_column(
         """A batch's changes and the rows it leaves; from the child also its backup lines and
         what its copy of the reader counted (the parent's reader saw none of these rows)."""
         left: list[tuple[dict[str, Any], str]] = []
-        sink = _Left(left)
         before = (reader.plaintext, reader.encrypted, reader.decrypted)
         changes = []
         for row in rows:
             mapping = dict(zip(names_read, row)) if in_child else row._mapping
-            change = _change_for(mapping, column, stored_names, pk, identity, reader, writer, sink)
+            change = _change_for(mapping, column, stored_names, pk, identity, reader, writer, left)
             if change is not None:
                 changes.append(change)
         if not in_child:
@@ -388,17 +387,8 @@ def _rewrite_column(
             progress.stop()
 
 
-class _Left:
-    """Collects the rows a batch leaves, for the report (in the parent, whichever process converted)."""
-
-    def __init__(self, left: list) -> None:
-        self._left = left
-
-    def add_left(self, ident: dict[str, Any], reason: str) -> None:
-        self._left.append((ident, reason))
-
-
-def _change_for(mapping, column, stored_names, pk, identity, reader, writer, result):
+def _change_for(mapping, column, stored_names, pk, identity, reader, writer, left):
+    """The row's change, or None; a 3.2-format row it leaves goes to ``left`` with its reason."""
     try:
         text, verdict = column.decode(mapping[column.column], mapping, reader)
         payload = legacy = None
@@ -423,16 +413,16 @@ def _change_for(mapping, column, stored_names, pk, identity, reader, writer, res
     if column.encrypted and isinstance(mapping[column.column], (bytes, bytearray, memoryview)):
         # The scan reads such a value with errors="replace" to classify it; rewriting that text
         # would turn every byte that is not UTF-8 into U+FFFD. 3.1 reads no bytes here, bridge or not.
-        result.add_left(ident, "stored as bytes, not text: Airflow 3.1 cannot read it, with the bridge or without")
+        left.append((ident, "stored as bytes, not text: Airflow 3.1 cannot read it, with the bridge or without"))
         return None
     if verdict.bridge is Bridge.UNTRANSLATABLE:
-        result.add_left(ident, verdict.reason or "the bridge cannot translate it")
+        left.append((ident, verdict.reason or "the bridge cannot translate it"))
         return None
     try:
         new, parsed = writer.new_values(column, payload, mapping,
                                        read_back=verdict.bridge is not Bridge.TRANSLATABLE, legacy=legacy)
     except CannotRewrite as err:
-        result.add_left(ident, str(err))
+        left.append((ident, str(err)))
         return None
     before = {c: mapping[c] for c in stored_names}
     if "dag_hash" in new:
