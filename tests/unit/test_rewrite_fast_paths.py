@@ -196,3 +196,33 @@ def test_a_fingerprint_is_sha256_of_the_sorted_compact_json_with_numbers_by_valu
     assert fingerprint(text, json_text=True) == expected
     deep = "[" * 300 + "]" * 300  # beyond orjson's depth: json writes it
     assert fingerprint(deep, json_text=True) == hashlib.sha256(deep.encode()).hexdigest()
+
+
+written_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.text(max_size=8), st.text(_tricky, max_size=4), st.integers(),
+              st.floats(), st.sampled_from([10**30, -0.0, 1e16, 1e-7, float("nan"), float("-inf")])),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.tuples(children, children),
+        st.dictionaries(st.one_of(st.text(max_size=4), st.text(_tricky, max_size=3), st.integers(), st.floats(),
+                                  st.booleans(), st.none()), children, max_size=4)),
+    max_leaves=16,
+)
+
+
+@settings(max_examples=3_000)
+@given(written_values)
+def test_the_writers_json_is_json_dumps(value):
+    """What rewrite stores must be the text 3.1 stores: json.dumps' own, byte for byte."""
+    from airflow_serde_compat.rewrite.writers import _dumps
+
+    assert _dumps(value) == json.dumps(value)
+
+
+def test_the_writers_json_refuses_what_json_dumps_refuses():
+    from airflow_serde_compat.rewrite.writers import _dumps
+
+    for value in ({"a": object()}, {(1,): 2}, {1, 2}):
+        with pytest.raises(TypeError):
+            json.dumps(value)
+        with pytest.raises(TypeError):
+            _dumps(value)
