@@ -136,18 +136,30 @@ def _sorted_compact(canonical: Any) -> bytes:
 
 def _canonical_value(value: Any) -> Any:
     cls = value.__class__
+    if cls is dict:
+        # Leaves are handled in the loop, not by a call each: most nodes of a row are leaves.
+        out = {}
+        for k, v in value.items():
+            c = v.__class__
+            out[k] = (v if c is str or c is bool or v is None else _canonical_number(v) if c is int or c is float
+                      else _canonical_value(v))
+        return out
+    if cls is list:
+        return [v if v.__class__ is str or v.__class__ is bool or v is None
+                else _canonical_number(v) if v.__class__ is int or v.__class__ is float
+                else _canonical_value(v) for v in value]
     if cls is str or cls is bool or value is None:
         return value
     if cls is int or cls is float:
-        # repr is how json.dumps spelled it, so this is _number of the text's own spelling
-        if value - value != 0:
-            raise ValueError("NaN or infinity")
-        return _number(repr(value))
-    if cls is dict:
-        return {k: _canonical_value(v) for k, v in value.items()}
-    if cls is list:
-        return [_canonical_value(v) for v in value]
+        return _canonical_number(value)
     raise TypeError(cls.__name__)
+
+
+def _canonical_number(value: float) -> str:
+    # repr is how json.dumps spelled it, so this is _number of the text's own spelling
+    if value - value != 0:
+        raise ValueError("NaN or infinity")
+    return _number(repr(value))
 
 
 def _orjson_agrees() -> bool:
