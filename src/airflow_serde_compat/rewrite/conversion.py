@@ -64,16 +64,17 @@ def _cpu_quota(root: Path) -> float | None:
 
 
 class Conversions:
-    """``feed(rows)`` -> the converted batch to write next, or None.
+    """``feed(rows)`` -> the batch to write next, as ``(its rows, their conversion)``, or None.
 
-    Inline, that is ``rows``' own conversion (None for no rows). With the child, ``rows`` go to
-    the child and what comes back is the batch fed before (``feed([])`` at the end drains it)."""
+    Inline, that is ``rows`` and their own conversion (None for no rows). With the child, ``rows``
+    go to the child and what comes back is the batch fed before (``feed([])`` at the end drains
+    it). Its rows stay here, so that a result need not carry back what the parent holds."""
 
     def __init__(self, convert: Callable[[list], Any], *, in_child: bool, close_in_child: tuple[int, ...] = ()):
         """``close_in_child``: descriptors the child must not hold (the backup file: its lock
         would outlive a killed ``rewrite`` by as long as the child takes to notice)."""
         self._convert = convert
-        self._pending: Future | None = None
+        self._pending: tuple[list, Future] | None = None
         self._pool: ProcessPoolExecutor | None = None
         if in_child:
             self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"), initializer=_start_child,
@@ -104,13 +105,13 @@ class Conversions:
             if block:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
-    def feed(self, rows: list) -> Any:
+    def feed(self, rows: list) -> tuple[list, Any] | None:
         if self._pool is None:
-            return self._convert(rows) if rows else None
+            return (rows, self._convert(rows)) if rows else None
         try:
             # A child that died is found here (the next submit) or in the result it owed.
-            pending, self._pending = self._pending, (self._pool.submit(_run, rows) if rows else None)
-            return None if pending is None else pending.result()
+            pending, self._pending = self._pending, ((rows, self._pool.submit(_run, rows)) if rows else None)
+            return None if pending is None else (pending[0], pending[1].result())
         except BrokenProcessPool:
             raise OperatorError(
                 "the conversion process stopped (killed, or out of memory?): nothing of the batch it held "

@@ -321,7 +321,12 @@ def _rewrite_column(
     identity = [c for c in column.identity if c in names]
     select_cols = list(dict.fromkeys([*pk, *identity]))
     table = sa.table(column.table, *[sa.column(c) for c in {*select_cols, *stored_names, "dag_hash"}])
-    pk_cols = [sa.column(c) for c in pk]
+    # Named with the table: in ORDER BY a bare name would be the label of what is read, which for a
+    # PostgreSQL uuid key is its text (psycopg2 would build a uuid.UUID per row, only for it to be
+    # written as text), and text does not sort as uuid does.
+    pk_cols = [table.c[c] for c in pk]
+    as_text = {c for c in select_cols if c in types and types[c].compile(dialect=engine.dialect) == "UUID"}
+    read_cols = [sa.cast(table.c[c], sa.Text).label(c) if c in as_text else table.c[c] for c in select_cols]
     if progress is not None:
         with engine.connect() as conn:
             progress.start(column.name, conn.execute(sa.select(sa.func.count()).select_from(table)).scalar())
@@ -331,22 +336,35 @@ def _rewrite_column(
     in_child = threaded and processes and column.name != "serialized_dag.data" and forking_pays()
 
     def convert(rows: list) -> tuple:
-        """A batch's changes and the rows it leaves; from the child also its backup lines and
-        what its copy of the reader counted (the parent's reader saw none of these rows)."""
+        """A batch's changes and the rows it leaves. From the child, each change is only
+        ``(index in rows, new values, their fingerprints)``, and with it comes what its copy of
+        the reader counted (the parent's reader saw none of these rows): the parent holds the
+        rows, so their originals cross the pipe once."""
         left: list[tuple[dict[str, Any], str]] = []
-        before = (reader.plaintext, reader.encrypted, reader.decrypted)
-        changes = []
-        for row in rows:
-            mapping = dict(zip(names_read, row)) if in_child else row._mapping
-            change = _change_for(mapping, column, stored_names, pk, identity, reader, writer, left)
-            if change is not None:
-                changes.append(change)
         if not in_child:
-            return changes, None, left, None
-        lines = _backup_lines(column, changes)
+            changes = []
+            for row in rows:
+                change = _change_for(row._mapping, column, stored_names, pk, identity, reader, writer, left)
+                if change is not None:
+                    changes.append(change)
+            return changes, left, None
+        before = (reader.plaintext, reader.encrypted, reader.decrypted)
+        converted = []
+        for i, row in enumerate(rows):
+            got = _new_values_for(dict(zip(names_read, row)), column, identity, reader, writer, left)
+            if got is not None:
+                converted.append((i, got[0], _after(*got)))
         counts = (reader.plaintext - before[0], reader.encrypted - before[1], reader.decrypted - before[2])
-        # The parses were for the fingerprints, made here: not worth a trip through the pipe.
-        return [(i, k, b, n, {}) for i, k, b, n, _ in changes], lines, left, counts
+        return converted, left, counts
+
+    def from_child(rows: list, converted: list) -> tuple[list, list[str]]:
+        """The changes and their backup lines, from the child's ``(index, new, after)``."""
+        changes, lines = [], []
+        for i, new, after in converted:
+            change = _change(dict(zip(names_read, rows[i])), stored_names, pk, identity, new, {})
+            changes.append(change)
+            lines.append(line_of(Record(column.name, column.table, change[1], change[2], after)))
+        return changes, lines
 
     try:
         # Forked before the commit thread starts: a fork copies only the thread that calls it.
@@ -355,7 +373,7 @@ def _rewrite_column(
                 _Batches(engine, column, backup, result, types) as batches:
             while True:
                 stmt = sa.select(*[_stored(dialect, c).label(c) for c in stored_names],
-                                 *[sa.column(c) for c in select_cols]).select_from(table)
+                                 *read_cols).select_from(table)
                 if last is not None:
                     stmt = stmt.where(sa.tuple_(*pk_cols) > sa.tuple_(*last) if len(pk) > 1 else pk_cols[0] > last[0])
                 stmt = stmt.order_by(*pk_cols).limit(batch)
@@ -369,13 +387,15 @@ def _rewrite_column(
                         rows = [tuple(bytes(v) if v.__class__ is memoryview else v for v in row) for row in rows]
                 converted = conversions.feed(rows)
                 if converted is not None:
-                    changes, lines, left, counts = converted
+                    batch_rows, (changes, left, counts) = converted
+                    lines = None
                     for ident, reason in left:
                         result.add_left(ident, reason)
                     if counts is not None:
                         reader.plaintext += counts[0]
                         reader.encrypted += counts[1]
                         reader.decrypted += counts[2]
+                        changes, lines = from_child(batch_rows, changes)
                     if changes:
                         batches.write(changes, lines)
                 if not rows:
@@ -389,6 +409,19 @@ def _rewrite_column(
 
 def _change_for(mapping, column, stored_names, pk, identity, reader, writer, left):
     """The row's change, or None; a 3.2-format row it leaves goes to ``left`` with its reason."""
+    got = _new_values_for(mapping, column, identity, reader, writer, left)
+    return None if got is None else _change(mapping, stored_names, pk, identity, *got)
+
+
+def _change(mapping, stored_names, pk, identity, new, parsed):
+    before = {c: mapping[c] for c in stored_names}
+    if "dag_hash" in new:
+        before["dag_hash"] = None  # read in the write transaction, with the row
+    return _key_of(mapping, identity), _key_of(mapping, pk), before, new, parsed
+
+
+def _new_values_for(mapping, column, identity, reader, writer, left):
+    """The row's new stored values and the parses of their texts (see ``new_values``), or None."""
     try:
         text, verdict = column.decode(mapping[column.column], mapping, reader)
         payload = legacy = None
@@ -409,25 +442,21 @@ def _change_for(mapping, column, stored_names, pk, identity, reader, writer, lef
         verdict, payload = undecodable("not valid JSON"), None
     if verdict.format is not Format.SERDE:
         return None
-    ident = _key_of(mapping, identity)
     if column.encrypted and isinstance(mapping[column.column], (bytes, bytearray, memoryview)):
         # The scan reads such a value with errors="replace" to classify it; rewriting that text
         # would turn every byte that is not UTF-8 into U+FFFD. 3.1 reads no bytes here, bridge or not.
-        left.append((ident, "stored as bytes, not text: Airflow 3.1 cannot read it, with the bridge or without"))
+        left.append((_key_of(mapping, identity),
+                     "stored as bytes, not text: Airflow 3.1 cannot read it, with the bridge or without"))
         return None
     if verdict.bridge is Bridge.UNTRANSLATABLE:
-        left.append((ident, verdict.reason or "the bridge cannot translate it"))
+        left.append((_key_of(mapping, identity), verdict.reason or "the bridge cannot translate it"))
         return None
     try:
-        new, parsed = writer.new_values(column, payload, mapping,
-                                       read_back=verdict.bridge is not Bridge.TRANSLATABLE, legacy=legacy)
+        return writer.new_values(column, payload, mapping, read_back=verdict.bridge is not Bridge.TRANSLATABLE,
+                                 legacy=legacy)
     except CannotRewrite as err:
-        left.append((ident, str(err)))
+        left.append((_key_of(mapping, identity), str(err)))
         return None
-    before = {c: mapping[c] for c in stored_names}
-    if "dag_hash" in new:
-        before["dag_hash"] = None  # read in the write transaction, with the row
-    return ident, _key_of(mapping, pk), before, new, parsed
 
 
 def _matches(col: str, value: Any, dialect: str) -> Any:
@@ -435,13 +464,15 @@ def _matches(col: str, value: Any, dialect: str) -> Any:
     return expr.is_(None) if value is None else expr == value
 
 
+def _after(new: dict[str, Any], parsed: dict[str, Any]) -> dict[str, str | None]:
+    """The new values' fingerprints (``parsed``: the parses the writer made, where it made one)."""
+    return {c: fingerprint_of_dumped(v, parsed[c]) if c in parsed else fingerprint(v, json_text=c in _JSON_COLUMNS)
+            for c, v in new.items()}
+
+
 def _backup_lines(column: StoredColumn, changes: list) -> list[str]:
-    lines = []
-    for ident, key, before, new, parsed in changes:
-        after = {c: fingerprint_of_dumped(v, parsed[c]) if c in parsed
-                 else fingerprint(v, json_text=c in _JSON_COLUMNS) for c, v in new.items()}
-        lines.append(line_of(Record(column.name, column.table, key, before, after)))
-    return lines
+    return [line_of(Record(column.name, column.table, key, before, _after(new, parsed)))
+            for _, key, before, new, parsed in changes]
 
 
 def _write_batch(
