@@ -226,3 +226,33 @@ def test_the_writers_json_refuses_what_json_dumps_refuses():
             json.dumps(value)
         with pytest.raises(TypeError):
             _dumps(value)
+
+
+json_number_texts = st.one_of(
+    st.integers().map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.from_regex(r"\A-?(0|[1-9][0-9]{0,25})(\.[0-9]{1,12})?([eE][+-]?[0-9]{1,3})?\Z"),
+    # How PostgreSQL and MySQL spell what Python wrote as 1e-07 or 1.2e+16, and other edges.
+    st.sampled_from(["0.0000001", "-0.00000012", "0.000001", "-0.000001", "12345678901234568", "1.50", "100",
+                     "-0", "0", "0.0", "1E2", "1e-07", "-1.0", "10.5"]),
+)
+
+
+@settings(max_examples=5_000)
+@given(json_number_texts)
+def test_a_number_s_fingerprint_form_is_its_normalized_decimal(text):
+    """The shortcut for numbers already in normal form gives Decimal's own answer."""
+    from decimal import Decimal
+
+    from airflow_serde_compat.rewrite.backup import _EXACT, _number
+
+    assert _number(text) == "\x00n" + str(Decimal(text).normalize(_EXACT))
+
+
+@settings(max_examples=5_000)
+@given(st.one_of(st.integers(), st.floats(allow_nan=False, allow_infinity=False),
+                 st.sampled_from([0.0, -0.0, 1.0, 10.0, 180.0, 1904296089.0, 1e15, 1e16, 1e-7, 0.5, -0.5])))
+def test_a_python_number_s_fingerprint_form_is_that_of_its_json_text(value):
+    from airflow_serde_compat.rewrite.backup import _canonical_value, _number
+
+    assert _canonical_value([value]) == [_number(json.dumps(value))]

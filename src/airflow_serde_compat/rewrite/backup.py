@@ -99,10 +99,18 @@ def fingerprint(value: Any, *, json_text: bool) -> str | None:
 _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 
-@functools.lru_cache(maxsize=4096)
 def _number(text: str) -> str:
     # A number by its value, not its spelling: PostgreSQL's JSONB (numeric) and MySQL respell what
     # Python wrote (1.2345678901234568e+16 comes back as 12345678901234568, 1e-07 as 0.0000001).
+    # Most numbers are their own normal form already: no exponent, no trailing zero, and no
+    # leading "0." (0.0000001 normalizes to 1E-7); Decimal decides the rest.
+    if text[-1] != "0" and "e" not in text and "E" not in text and not text.startswith(("0.", "-0.")):
+        return "\x00n" + text
+    return _normalized(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _normalized(text: str) -> str:
     # Exact for integers of any size (orjson would read one beyond 64 bits as a float).
     return "\x00n" + str(Decimal(text).normalize(_EXACT))
 
@@ -159,7 +167,10 @@ def _canonical_number(value: float) -> str:
     # repr is how json.dumps spelled it, so this is _number of the text's own spelling
     if value - value != 0:
         raise ValueError("NaN or infinity")
-    return _number(repr(value))
+    text = repr(value)
+    if text[-2:] == ".0" and text[-3] != "0":
+        return "\x00n" + text[:-2]  # a whole float: its digits, which end in no zero (see _number)
+    return _number(text)
 
 
 def _orjson_agrees() -> bool:
