@@ -386,7 +386,7 @@ def _rewrite_column(
                     if in_child:
                         rows = [tuple(bytes(v) if v.__class__ is memoryview else v for v in row) for row in rows]
                 converted = conversions.feed(rows)
-                if converted is not None:
+                while converted is not None:
                     batch_rows, (changes, left, counts) = converted
                     lines = None
                     for ident, reason in left:
@@ -398,6 +398,8 @@ def _rewrite_column(
                         changes, lines = from_child(batch_rows, changes)
                     if changes:
                         batches.write(changes, lines)
+                    # At the end, the batches the child still holds, oldest first.
+                    converted = None if rows else conversions.feed([])
                 if not rows:
                     break
                 if progress is not None:
