@@ -82,6 +82,7 @@ class Conversions:
         self._convert = convert
         self._pending: collections.deque[tuple[list, Future]] = collections.deque()
         self._pool: ProcessPoolExecutor | None = None
+        self._children: list[Any] = []
         if in_child:
             self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"), initializer=_start_child,
                                              initargs=(convert, os.getpid(), close_in_child))
@@ -104,6 +105,8 @@ class Conversions:
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             self._pool.submit(_started).result()
+            # Kept: a pool that broke no longer lists them, and the exit code says what happened.
+            self._children = list((getattr(self._pool, "_processes", None) or {}).values())
         except BrokenProcessPool:
             raise OperatorError("the conversion process did not start (--no-conversion-process converts in this "
                                 "process)") from None
@@ -124,9 +127,23 @@ class Conversions:
             return held, future.result()
         except BrokenProcessPool:
             raise OperatorError(
-                "the conversion process stopped (killed, or out of memory?): nothing of the batches it held "
+                f"the conversion process stopped ({self._how_it_stopped()}): nothing of the batches it held "
                 "was written; a rerun resumes (--no-conversion-process converts in this process)"
             ) from None
+
+    def _how_it_stopped(self) -> str:
+        for process in self._children:
+            process.join(1)
+            code = process.exitcode
+            if code is not None and code < 0:
+                try:
+                    name = signal.Signals(-code).name
+                except ValueError:
+                    name = f"signal {-code}"
+                return f"killed by {name}" + (": out of memory, or by hand?" if -code == signal.SIGKILL else "")
+            if code is not None:
+                return f"exit code {code}"
+        return "killed, or out of memory?"
 
     def __enter__(self) -> "Conversions":
         return self
