@@ -95,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     rewrite.add_argument(
         "--no-conversion-process", dest="conversion_process", action="store_false",
         help="convert in this process only (by default, with --apply on PostgreSQL or MySQL and two CPUs, "
-        "a forked child converts one batch ahead)",
+        "a forked child converts up to two batches ahead)",
     )
     restore = sub.add_parser(
         "restore",

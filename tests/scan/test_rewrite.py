@@ -272,7 +272,7 @@ def _rewrite_until_the_conversion_child_runs(db: BuiltDatabase, url: str, backup
 
 @pytest.mark.postgres
 def test_the_conversion_child_writes_what_one_process_writes(postgres_db, tmp_path, request):
-    """On PostgreSQL the conversion runs in a forked child, one batch ahead: the same rows, the same
+    """On PostgreSQL the conversion runs in a forked child, up to two batches ahead: the same rows, the same
     report and the same backup as converting in the rewrite's own process."""
     child, one = copy_of(postgres_db, tmp_path, request), copy_of(postgres_db, tmp_path, request)
     code_child, report_child, _ = rewrite(postgres_db, child, "--apply", "--backup", str(tmp_path / "c.jsonl"),

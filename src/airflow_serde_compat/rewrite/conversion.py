@@ -1,13 +1,14 @@
-"""A column's batches converted one batch ahead, in a forked process.
+"""A column's batches converted up to two batches ahead, in a forked process.
 
 With a backup, on PostgreSQL and MySQL, a batch goes through three stages: it is read, converted
-(decoded, translated, given 3.1's stored form, and its backup lines made), then committed. The
+(decoded, translated, given 3.1's stored form and the fingerprints of it), then committed. The
 commit already runs in a thread (``database._Batches``); the conversion is Python that holds the
 GIL and was most of the wall time. Here it runs in a child forked from this process, so it
 inherits the imported Airflow, the writer and the keys as they are: only rows go in and only
-results come out, and no key or decrypted value crosses a pipe (a result holds what is stored:
-ciphertext where the row is encrypted). While the child converts batch N, the parent reads
-batch N+1 and the thread commits batch N-1.
+new values come out, and no key or decrypted value crosses a pipe (a new value is what is
+stored: ciphertext where the row is encrypted). The rows stay in the parent too, which makes
+their identities and backup lines: an original crosses the pipe once. While the child converts
+batches N+1 and N+2, the parent writes batch N's lines and the thread commits it.
 
 The child never touches the database, the backup file or the report. The parent writes each
 batch's lines, then hands it to the commit, in the order the batches were read: the rules that
