@@ -105,9 +105,11 @@ class Conversions:
         if block:
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
-            self._pool.submit(_started).result()
-            # Kept: a pool that broke no longer lists them, and the exit code says what happened.
+            started = self._pool.submit(_started)
+            # The fork happens in submit. Kept: a pool that broke no longer lists its process, whose
+            # exit code says what happened, and a run that stops kills it.
             self._children = list((getattr(self._pool, "_processes", None) or {}).values())
+            started.result()
         except BrokenProcessPool:
             raise OperatorError("the conversion process did not start (--no-conversion-process converts in this "
                                 "process)") from None
@@ -155,7 +157,7 @@ class Conversions:
         if exc_type is not None:
             # The run stops (Ctrl-C, an error): the batches in the child are never written, so the
             # child is not waited for (a batch already handed over cannot be cancelled).
-            for process in list((getattr(self._pool, "_processes", None) or {}).values()):
+            for process in self._children:
                 process.kill()
         self._pool.shutdown(wait=True, cancel_futures=True)
 

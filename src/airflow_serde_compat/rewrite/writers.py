@@ -73,15 +73,11 @@ _SAMPLE = (
 )
 
 
-def _refuse(value: Any) -> Any:
-    raise TypeError(f"Object of type {value.__class__.__name__} is not JSON serializable")
-
-
 #: The C encoder ``json.dumps`` builds anew on every call, built once with the arguments it passes
 #: for json.dumps' defaults, except the circular check: every value here is a tree just built
 #: from JSON or by a serializer (a cycle would end in RecursionError, a row's CannotRewrite).
-_ENCODER = (json.encoder.c_make_encoder(None, _refuse, json.encoder.encode_basestring_ascii, None, ": ", ", ",
-                                        False, False, True)
+_ENCODER = (json.encoder.c_make_encoder(None, json.JSONEncoder().default, json.encoder.encode_basestring_ascii, None,
+                                        ": ", ", ", False, False, True)
             if json.encoder.c_make_encoder is not None else None)
 
 
