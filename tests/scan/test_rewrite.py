@@ -480,3 +480,36 @@ def test_restore_writes_only_what_rewrite_writes_and_checks_the_whole_file_first
         p = run_cli("restore", str(backup), "--sql-alchemy-conn", url)
         assert p.returncode == 2 and f"line {len(lines) + 1} is not a row rewrite writes" in p.stderr, (forged, p.stderr)
         assert dump(url) == rewritten, forged
+
+
+@pytest.mark.postgres
+def test_when_the_run_and_the_batch_in_flight_both_fail_each_gets_its_line(tmp_path, caplog):
+    """The run stops (here a plain error in the calling thread) while the batch in flight fails in
+    the commit thread too: the run's error is what is raised, and the thread's is logged, one line,
+    no value of the batch in it."""
+    import dataclasses
+
+    import sqlalchemy as sa
+
+    from airflow_serde_compat.rewrite.backup import BackupFile
+    from airflow_serde_compat.rewrite.database import ColumnResult, _Batches
+    from airflow_serde_compat.scan.columns import COLUMNS
+
+    url = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+    column = dataclasses.replace(next(c for c in COLUMNS if c.name == "task_instance.next_kwargs"),
+                                 table="no_such_table_for_this_test")
+    engine = sa.create_engine(url)
+    backup = BackupFile(str(tmp_path / "b.jsonl"), url, "postgresql")
+    value = '{"__var": {"planted": "%s"}, "__type": "dict"}' % SECRET
+    changes = [({"id": "a"}, {"id": "a"}, {"next_kwargs": "{}"}, {"next_kwargs": value}, {})]
+    try:
+        with pytest.raises(RuntimeError, match="the run's own error"), _Batches(
+                engine, column, backup, ColumnResult(column), {}) as batches:
+            batches.write(changes, ["{}"])
+            raise RuntimeError("the run's own error")
+    finally:
+        backup.close()
+        engine.dispose()
+    lines = [r.getMessage() for r in caplog.records if r.name == "airflow_serde_compat"]
+    assert len(lines) == 1 and "failed too" in lines[0] and "no_such_table_for_this_test" in lines[0], lines
+    assert "\n" not in lines[0] and SECRET not in caplog.text

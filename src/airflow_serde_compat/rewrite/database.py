@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import json
+import logging
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from typing import Any, Iterable, Sequence
 
 import sqlalchemy as sa
 
-from airflow_serde_compat._errors import OperatorError, first_line
+from airflow_serde_compat._errors import OperatorError, first_line, one_line
 from airflow_serde_compat.rewrite.backup import (
     BackupError,
     BackupFile,
@@ -54,6 +55,8 @@ __all__ = [
     "restore_backup",
     "rewrite_database",
 ]
+
+log = logging.getLogger("airflow_serde_compat")
 
 BATCH_ROWS = 500
 #: A component whose job heartbeat is younger than this is taken to be running.
@@ -577,8 +580,11 @@ class _Batches:
                 self._wait()
             elif self._pending is not None:
                 # The batch in flight is whole (its lines are on disk): let it commit, and report
-                # what stopped the run, not what the thread says after it.
-                self._pending[1].exception()
+                # what stopped the run first. If its commit failed too, that is a second fact the
+                # operator needs (the database may be what failed both), so it gets its own line.
+                failed = self._pending[1].exception()
+                if failed is not None:
+                    log.error("the batch being written when the run stopped failed too: %s", one_line(failed))
         finally:
             if self._pool is not None:
                 self._pool.shutdown()
