@@ -348,6 +348,65 @@ def test_ctrl_c_stops_rewrite_and_its_conversion_child_with_one_line(postgres_db
 
 
 @pytest.mark.postgres
+def test_ctrl_c_stops_rewrite_while_its_update_waits_on_a_row_lock(postgres_db, tmp_path, request):
+    """A component's open transaction holds a lock on a row of the batch being committed: Ctrl-C
+    still ends the run within seconds (the update is cancelled; its batch is rolled back, its lines
+    were on disk already), with the lock still held. The rerun finishes the job; restore gives back
+    every byte."""
+    import sqlalchemy as sa
+
+    url = copy_of(postgres_db, tmp_path, request)
+    _with_more_task_instances(postgres_db, url)
+    original = dump(url)
+    name = url.rsplit("/", 1)[1]
+    holder = sa.create_engine(url, poolclass=sa.pool.NullPool).connect()
+    admin = sa.create_engine(url, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        holder.exec_driver_sql("SELECT 1 FROM task_instance WHERE map_index = 101000 FOR UPDATE")
+        backup = tmp_path / "b.jsonl"
+        proc = subprocess.Popen(
+            [_python(), "-m", "airflow_serde_compat", "rewrite", "--apply", "--batch-size", "50", "--backup",
+             str(backup), "--sql-alchemy-conn", url, f"--fernet-key={postgres_db.keys}", "--xcom-uuid=str",
+             "--no-progress"], env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True)
+        deadline = time.monotonic() + 120
+        with admin.connect() as conn:
+            while proc.poll() is None and time.monotonic() < deadline and not conn.exec_driver_sql(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'",
+                    (name,)).scalar():
+                time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "the update never waited on the lock"
+        stopped = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole process group
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            pytest.fail("rewrite did not stop within 60 s of Ctrl-C while its update waited on a row lock")
+        assert time.monotonic() - stopped < 30
+        assert proc.returncode == 2 and err.strip().splitlines()[-1].endswith("interrupted"), err[-3000:]
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+        assert "its update was cancelled and rolled back; a rerun converts its rows" in err, err[-3000:]
+        with admin.connect() as conn:  # nothing of the rewrite is left in the database
+            assert not conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
+                "AND pid <> %s", (name, holder.connection.dbapi_connection.get_backend_pid())).scalar()
+    finally:
+        holder.close()
+        admin.dispose()
+    whole = copy_of(postgres_db, tmp_path, request)
+    _with_more_task_instances(postgres_db, whole)  # the same rows: their ids are digests
+    rewrite(postgres_db, whole, "--apply", "--backup", str(tmp_path / "whole.jsonl"), "--xcom-uuid=str")
+    rewrite(postgres_db, url, "--apply", "--backup", str(backup), "--xcom-uuid=str")
+    assert _normalized(dump(url), postgres_db) == _normalized(dump(whole), postgres_db)
+    p = run_cli("restore", str(backup), "--sql-alchemy-conn", url)
+    assert p.returncode == 0, p.stderr + p.stdout
+    assert dump(url) == original
+
+
+@pytest.mark.postgres
 def test_encrypted_rows_no_given_key_decrypts_are_an_error_also_from_the_conversion_child(postgres_db, tmp_path,
                                                                                             request):
     """The child's copy of the key reader counts what it could not decrypt; the parent must hear of it."""

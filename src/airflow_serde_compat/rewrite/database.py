@@ -18,6 +18,7 @@ import json
 import logging
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -59,6 +60,8 @@ __all__ = [
 log = logging.getLogger("airflow_serde_compat")
 
 BATCH_ROWS = 500
+#: How long a run that stops lets the batch in flight end on its own before cancelling its update.
+STOP_WAIT = 5.0
 #: A component whose job heartbeat is younger than this is taken to be running.
 ALIVE_WITHIN = dt.timedelta(seconds=120)
 _COMPONENT_JOBS = ("SchedulerJob", "TriggererJob", "DagProcessorJob")
@@ -537,6 +540,7 @@ class _Batches:
         self._pool = (ThreadPoolExecutor(1, thread_name_prefix="serde-compat-commit")
                       if backup is not None and engine.dialect.name in _THREADED_DIALECTS else None)
         self._pending: tuple[list, Future] | None = None
+        self._committing: Any = None  # the DBAPI connection of the update in flight
 
     def write(self, changes: list, lines: list[str] | None = None) -> None:
         """``lines``: the batch's backup lines, where they were made already (the conversion's child)."""
@@ -556,7 +560,11 @@ class _Batches:
     def _commit(self, changes: list) -> list[bool]:
         self._backup.fsync()
         with self._engine.begin() as conn:
-            return _update(conn, self._column, changes, self._types)
+            self._committing = conn.connection.dbapi_connection
+            try:
+                return _update(conn, self._column, changes, self._types)
+            finally:
+                self._committing = None
 
     def poll(self) -> None:
         """A batch that failed in the thread stops the run now, not after the rest of the
@@ -568,8 +576,14 @@ class _Batches:
         if self._pending is None:
             return
         changes, future = self._pending
+        try:
+            done = future.result()
+        except BaseException:
+            if future.done():  # its error is the run's: __exit__ has nothing more to wait for
+                self._pending = None
+            raise  # else Ctrl-C while waiting for it: __exit__ stops it
         self._pending = None
-        _count(self._result, changes, future.result())
+        _count(self._result, changes, done)
 
     def __enter__(self) -> "_Batches":
         return self
@@ -579,15 +593,48 @@ class _Batches:
             if exc_type is None:
                 self._wait()
             elif self._pending is not None:
-                # The batch in flight is whole (its lines are on disk): let it commit, and report
-                # what stopped the run first. If its commit failed too, that is a second fact the
-                # operator needs (the database may be what failed both), so it gets its own line.
-                failed = self._pending[1].exception()
-                if failed is not None:
-                    log.error("the batch being written when the run stopped failed too: %s", one_line(failed))
+                # The batch in flight is whole (its lines are on disk): let it commit; what
+                # stopped the run is what is raised.
+                self._end_in_flight(self._pending[1])
         finally:
             if self._pool is not None:
                 self._pool.shutdown()
+
+    def _end_in_flight(self, future: Future) -> None:
+        """Waits for the batch in flight when the run stops, and logs what the operator needs to
+        know of it beyond the run's own error. A batch commits in well under a second; one still
+        running after :data:`STOP_WAIT` waits on a lock (a component's open transaction holds a
+        row), and Ctrl-C must not wait for that: its update is cancelled and rolled back, and a
+        rerun converts its rows again (their lines are on disk)."""
+        cancelled = False
+        try:
+            future.exception(timeout=STOP_WAIT)
+        except (FutureTimeout, KeyboardInterrupt):  # or a second Ctrl-C: no more waiting
+            cancelled = self._cancel()
+        failed = future.exception()
+        if failed is None:
+            return
+        if cancelled:
+            log.error("the batch being written was still waiting after %.0f s (on a lock another transaction "
+                      "holds?): its update was cancelled and rolled back; a rerun converts its rows", STOP_WAIT)
+        else:
+            # A second fact the operator needs: the database may be what failed both.
+            log.error("the batch being written when the run stopped failed too: %s", one_line(failed))
+
+    def _cancel(self) -> bool:
+        committing = self._committing
+        if committing is None:
+            return False
+        try:
+            if self._engine.dialect.name == "postgresql":
+                committing.cancel()  # psycopg2's, made to be called from another thread
+            else:
+                with self._engine.connect() as conn:
+                    conn.exec_driver_sql(f"KILL QUERY {int(committing.thread_id())}")
+        except Exception as err:  # noqa: BLE001 - the run is stopping anyway; say why it may not be quick
+            log.error("could not cancel the update in flight (%s): the run stops when it ends", one_line(err))
+            return False
+        return True
 
 
 def _pg_bulk_update(conn: sa.Connection, column: StoredColumn, changes: list, types: dict) -> set[tuple]:
