@@ -110,3 +110,33 @@ def test_xcom_verdict_and_json_fallback() -> None:
     assert sc.xcom_verdict('{"__classname__": "uuid.UUID", "__version__": 1, "__data__": "x"}').bridge is sc.Bridge.TRANSLATABLE
     assert sc.xcom_verdict('"uuid.UUID as a plain string"').format is sc.Format.LEGACY
     assert sc.loads_json('{"a": NaN}')["a"] != sc.loads_json('{"a": NaN}')["a"]  # orjson refuses NaN
+
+
+BIG = 2**64 + 1  # beyond 64 bits: orjson reads it as a float, Airflow's json.loads as the integer
+
+
+@pytest.mark.parametrize("text", [
+    '{"t": {"__classname__": "builtins.tuple", "__version__": %d, "__data__": [1]}}' % BIG,
+    '{"s": {"__classname__": "builtins.set", "__version__": 1, "__data__": [%d, %d.0]}}' % (BIG, BIG),
+    '{"n": %d, "t": {"__classname__": "builtins.tuple", "__version__": 1, "__data__": []}}' % BIG,
+    '{"t": {"__classname__": "builtins.tuple", "__version__": 1, "__data__": [-%d]}}' % BIG,
+])
+@pytest.mark.parametrize("name", ["task_instance.next_kwargs", "trigger.kwargs"])
+def test_a_3_2_row_with_an_integer_beyond_64_bits_gets_the_verdict_of_airflows_parse(text, name):
+    """What the scan says of such a row (its reason too) and what rewrite converts are what the
+    bridge in a component says and converts: it reads Airflow's json.loads parse."""
+    import json
+
+    import orjson
+
+    from airflow_serde_compat.scan.columns import COLUMNS
+
+    column = next(c for c in COLUMNS if c.name == name)
+    airflows = json.loads(text)
+    expected, legacy = sc.kwargs_translation(airflows, enum_keys=name == "trigger.kwargs")
+    assert sc.kwargs_translation(orjson.loads(text), enum_keys=name == "trigger.kwargs") != (expected, legacy)
+    for given_as in (text, text.encode()):
+        verdict, payload = column.classify(given_as)
+        assert (verdict, repr(payload)) == (expected, repr(airflows))
+        verdict, payload, got = column.translate(given_as)
+        assert (verdict, repr(payload), repr(got)) == (expected, repr(airflows), repr(legacy))

@@ -36,7 +36,7 @@ from airflow_serde_compat.rewrite.backup import (
 )
 from airflow_serde_compat.rewrite.conversion import Conversions, forking_pays
 from airflow_serde_compat.rewrite.writers import Airflow31Writer, CannotRewrite
-from airflow_serde_compat.scan.classify import TOO_DEEP, Bridge, Format, TriggerKwargsReader, has_19_digits, undecodable
+from airflow_serde_compat.scan.classify import TOO_DEEP, Bridge, Format, TriggerKwargsReader, undecodable
 from airflow_serde_compat.scan.columns import COLUMNS, StoredColumn
 from airflow_serde_compat.scan.database import (
     Progress,
@@ -438,11 +438,10 @@ def _new_values_for(mapping, column, identity, reader, writer, left):
                 verdict, payload, legacy = column.translate(text)
             else:
                 verdict, payload = column.classify(text)
-        if verdict.format is Format.SERDE and (payload is None or column.column not in _KWARGS_COLUMNS
-                                                or text.__class__ is not str or has_19_digits(text)):
-            # What gets converted is parsed as Airflow parses it (json.loads): the scan's orjson
-            # reads an integer beyond 64 bits as a float, and the rewrite would store 1e+30. Text
-            # without 19 digits in a row holds no such integer, and orjson's parse of it is json's.
+        if verdict.format is Format.SERDE and (payload is None or column.column not in _KWARGS_COLUMNS):
+            # What gets converted is parsed as Airflow parses it (json.loads). A kwargs column's
+            # translate hands back that parse already (orjson's where it is the same: see
+            # scan.columns._beyond_64_bits; else the rewrite would store 1e+30 for 10**30).
             payload, legacy = json.loads(text), None
     except RecursionError:
         verdict, payload = undecodable(TOO_DEEP), None

@@ -21,10 +21,12 @@ from typing import Any, Callable, Mapping
 
 from airflow_serde_compat.scan.classify import (
     NULL,
+    Format,
     TriggerKwargsReader,
     Verdict,
     deadline_alert_verdict,
     deadline_callback_verdict,
+    has_19_digits,
     kwargs_translation,
     kwargs_verdict,
     parsed_json,
@@ -129,12 +131,26 @@ def _serialized_dag_text(value: Any, row: Mapping[str, Any], reader: TriggerKwar
 # --- classify: JSON text -> verdict and parsed JSON ----------------------------------------------
 
 
+def _beyond_64_bits(verdict: Verdict, text: Any) -> bool:
+    """A 3.2-format row whose text may hold an integer beyond 64 bits: orjson reads one as a float,
+    Airflow's json.loads as the integer, and the verdict must be the one Airflow's parse gives
+    (a ``__version__`` of 2**64 is "written by a newer serializer", not "must be an integer").
+    Only 3.2-format rows pay for the check."""
+    return verdict.format is Format.SERDE and (text.__class__ is str or text.__class__ is bytes) and has_19_digits(text)
+
+
 def _json(verdict_of: Callable[[Any], Verdict]) -> Callable[[Any], Any]:
     def classify(text: Any) -> Any:
         payload, failed = parsed_json(text)
         if failed is not None:
             return failed, None
-        return verdict_of(payload), payload
+        verdict = verdict_of(payload)
+        if _beyond_64_bits(verdict, text):
+            payload, failed = parsed_json(text, as_airflow=True)
+            if failed is not None:
+                return failed, None
+            verdict = verdict_of(payload)
+        return verdict, payload
 
     return classify
 
@@ -158,6 +174,11 @@ def _json_translated(enum_keys: bool) -> Callable[[Any], Any]:
         if failed is not None:
             return failed, None, None
         verdict, legacy = kwargs_translation(payload, enum_keys=enum_keys)
+        if _beyond_64_bits(verdict, text):
+            payload, failed = parsed_json(text, as_airflow=True)
+            if failed is not None:
+                return failed, None, None
+            verdict, legacy = kwargs_translation(payload, enum_keys=enum_keys)
         return verdict, payload, legacy
 
     return translate
