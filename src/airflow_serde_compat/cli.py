@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import sys
+import time
 import traceback
 from typing import Any, Callable, Sequence
 
@@ -226,7 +227,14 @@ def _engine(url: str) -> Any:
 
 
 class _RichProgress:
-    """One bar per source on stderr (rich ships with Airflow 3.1 and 3.2)."""
+    """One bar per source on stderr (rich ships with Airflow 3.1 and 3.2).
+
+    Redrawn by the thread that advances it, never by rich's refresh thread: ``rewrite`` forks its
+    conversion child, and a thread caught writing to the terminal at the fork would leave the
+    child a lock on stderr that nobody releases (its first log line would hang it)."""
+
+    #: Seconds between redraws, as rich's own refresh (10 a second).
+    EVERY = 0.1
 
     def __init__(self) -> None:
         from rich.console import Console
@@ -239,8 +247,13 @@ class _RichProgress:
             TimeRemainingColumn(),
             console=Console(stderr=True),
             transient=True,
+            auto_refresh=False,
+            # rewrite starts the bar inside _airflow_quiet's redirect of stdout, and stops it after:
+            # rich would put back the redirected stdout, and the report would go to stderr.
+            redirect_stdout=False,
         )
         self._task: Any = None
+        self._drawn = 0.0
 
     def start(self, name: str, total: int | None) -> None:
         if self._task is None:
@@ -248,9 +261,17 @@ class _RichProgress:
         else:
             self._progress.remove_task(self._task)
         self._task = self._progress.add_task(name, total=total)
+        self._redraw(force=True)
 
     def advance(self, n: int) -> None:
         self._progress.advance(self._task, n)
+        self._redraw()
+
+    def _redraw(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._drawn >= self.EVERY:
+            self._drawn = now
+            self._progress.refresh()
 
     def stop(self) -> None:
         pass

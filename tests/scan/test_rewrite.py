@@ -572,3 +572,60 @@ def test_when_the_run_and_the_batch_in_flight_both_fail_each_gets_its_line(tmp_p
     lines = [r.getMessage() for r in caplog.records if r.name == "airflow_serde_compat"]
     assert len(lines) == 1 and "failed too" in lines[0] and "no_such_table_for_this_test" in lines[0], lines
     assert "\n" not in lines[0] and SECRET not in caplog.text
+
+
+@pytest.mark.postgres
+def test_the_progress_bar_on_a_terminal_runs_no_thread_and_rewrite_with_it_writes_the_same(
+        postgres_db, tmp_path, request):
+    """On a terminal, rewrite draws its progress bar; no thread draws it (the conversion child is
+    forked while the bar is up, and a thread caught writing to stderr would leave the child a held
+    lock). With the bar, rewrite writes what it writes without one."""
+    import pty
+    import threading
+
+    from airflow_serde_compat.cli import _RichProgress
+
+    before = threading.active_count()
+    bar = _RichProgress()
+    bar.start("task_instance.next_kwargs", 10)
+    bar.advance(3)
+    assert threading.active_count() == before
+    bar.close()
+
+    urls = [copy_of(postgres_db, tmp_path, request) for _ in range(2)]
+    for url in urls:
+        _with_more_task_instances(postgres_db, url)
+    args = ["--apply", "--xcom-uuid=str", "--output", "json"]
+    master, slave = pty.openpty()
+    drawn = bytearray()
+    reader = threading.Thread(target=lambda: _drain(master, drawn))
+    reader.start()
+    try:
+        p = subprocess.run(
+            [_python(), "-m", "airflow_serde_compat", "rewrite", *args, "--backup", str(tmp_path / "bar.jsonl"),
+             "--sql-alchemy-conn", urls[0], f"--fernet-key={postgres_db.keys}"],
+            env=_clean_env(), stdout=subprocess.PIPE, stderr=slave, text=True, timeout=600)
+    finally:
+        os.close(slave)
+        reader.join(30)
+        os.close(master)
+    assert p.returncode in (0, 1), (p.stdout[-2000:], bytes(drawn[-3000:]))
+    assert b"task_instance.next_kwargs" in drawn, bytes(drawn[-3000:])  # the bar was drawn
+    code, report, _ = rewrite(postgres_db, urls[1], *args, "--backup", str(tmp_path / "plain.jsonl"))
+    assert (p.returncode, _without_timings(json.loads(p.stdout))) == (code, _without_timings(report))
+    assert _normalized(dump(urls[0]), postgres_db) == _normalized(dump(urls[1]), postgres_db)
+
+
+def _drain(fd: int, into: bytearray) -> None:
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the other end is closed
+            return
+        if not chunk:
+            return
+        into += chunk
+
+
+def _without_timings(report: dict) -> dict:
+    return {k: v for k, v in report.items() if k not in ("database", "backup")}
