@@ -219,8 +219,10 @@ def _stored_both_ways(payload, trigger_kwargs):
     from airflow.serialization.serialized_objects import BaseSerialization
 
     from airflow_serde_compat.patch import reading_trigger_kwargs
-    from airflow_serde_compat.rewrite.stored_by_31 import Fallback, stored_by_31
+    from airflow_serde_compat.rewrite.backup import canonical_value
+    from airflow_serde_compat.rewrite.stored_by_31 import Fallback, stored_and_canonical
     from airflow_serde_compat.scan.classify import kwargs_translation
+    from airflow_serde_compat.translate import legacy_throughout
 
     assert airflow_serde_compat.is_active()
     with reading_trigger_kwargs() if trigger_kwargs else _nothing():
@@ -232,9 +234,14 @@ def _stored_both_ways(payload, trigger_kwargs):
     results = set()
     for given_legacy in (None, legacy):  # as rewrite calls it, with the scan's translation, and without
         try:
-            results.add(json.dumps(stored_by_31(payload, enum_keys=trigger_kwargs, legacy=given_legacy)))
+            written, canonical = stored_and_canonical(payload, enum_keys=trigger_kwargs, legacy=given_legacy)
         except Fallback:
             results.add(None)
+            continue
+        # What the backup fingerprints, built in the same walk; and legacy throughout, so that
+        # a scan after the rewrite finds the row legacy (the depth limit included).
+        assert canonical == canonical_value(written) and legacy_throughout(written)
+        results.add(json.dumps(written))
     assert len(results) == 1
     return long_way, results.pop()
 

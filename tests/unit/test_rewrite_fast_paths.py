@@ -159,6 +159,31 @@ def test_stored_by_31_steps_aside_for_what_it_does_not_decide():
             stored_by_31(payload)
 
 
+def test_what_stored_by_31_decides_is_legacy_throughout_at_any_depth():
+    """Its depth limit counts at least as high as the scan's: a row it writes is never one a
+    later scan would call 3.2 format for its depth. Past the limit the long way decides."""
+    from airflow_serde_compat.rewrite.backup import canonical_value
+    from airflow_serde_compat.rewrite.stored_by_31 import Fallback, stored_and_canonical
+    from airflow_serde_compat.translate import MAX_DEPTH, legacy_throughout
+
+    def tuples(depth):
+        node = []
+        for _ in range(depth):
+            node = {"__classname__": "builtins.tuple", "__version__": 1, "__data__": [node, 1.5]}
+        return node
+
+    decided = set()
+    for depth in [*range(MAX_DEPTH - 12, MAX_DEPTH + 3), *range(MAX_DEPTH // 2 - 3, MAX_DEPTH // 2 + 3)]:
+        for inner in (_nested(depth), tuples(depth)):
+            try:
+                written, canonical = stored_and_canonical({"k": inner})
+            except Fallback:
+                continue
+            assert legacy_throughout(written) and canonical == canonical_value(written)
+            decided.add(depth)
+    assert MAX_DEPTH // 2 - 3 in decided and MAX_DEPTH - 12 in decided
+
+
 def _nested(depth):
     node = []
     for _ in range(depth):
@@ -253,6 +278,6 @@ def test_a_number_s_fingerprint_form_is_its_normalized_decimal(text):
 @given(st.one_of(st.integers(), st.floats(allow_nan=False, allow_infinity=False),
                  st.sampled_from([0.0, -0.0, 1.0, 10.0, 180.0, 1904296089.0, 1e15, 1e16, 1e-7, 0.5, -0.5])))
 def test_a_python_number_s_fingerprint_form_is_that_of_its_json_text(value):
-    from airflow_serde_compat.rewrite.backup import _canonical_value, _number
+    from airflow_serde_compat.rewrite.backup import _number, canonical_value
 
-    assert _canonical_value([value]) == [_number(json.dumps(value))]
+    assert canonical_value([value]) == [_number(json.dumps(value))]

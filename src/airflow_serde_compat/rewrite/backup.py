@@ -37,7 +37,10 @@ __all__ = [
     "BACKUP_FORMAT",
     "BackupError",
     "BackupFile",
+    "Canonical",
     "Record",
+    "canonical_number",
+    "canonical_value",
     "fingerprint",
     "fingerprint_of_dumped",
     "line_of",
@@ -142,28 +145,28 @@ def _sorted_compact(canonical: Any) -> bytes:
     return json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
-def _canonical_value(value: Any) -> Any:
+def canonical_value(value: Any) -> Any:
     cls = value.__class__
     if cls is dict:
         # Leaves are handled in the loop, not by a call each: most nodes of a row are leaves.
         out = {}
         for k, v in value.items():
             c = v.__class__
-            out[k] = (v if c is str or c is bool or v is None else _canonical_number(v) if c is int or c is float
-                      else _canonical_value(v))
+            out[k] = (v if c is str or c is bool or v is None else canonical_number(v) if c is int or c is float
+                      else canonical_value(v))
         return out
     if cls is list:
         return [v if v.__class__ is str or v.__class__ is bool or v is None
-                else _canonical_number(v) if v.__class__ is int or v.__class__ is float
-                else _canonical_value(v) for v in value]
+                else canonical_number(v) if v.__class__ is int or v.__class__ is float
+                else canonical_value(v) for v in value]
     if cls is str or cls is bool or value is None:
         return value
     if cls is int or cls is float:
-        return _canonical_number(value)
+        return canonical_number(value)
     raise TypeError(cls.__name__)
 
 
-def _canonical_number(value: float) -> str:
+def canonical_number(value: float) -> str:
     # repr is how json.dumps spelled it, so this is _number of the text's own spelling
     if value - value != 0:
         raise ValueError("NaN or infinity")
@@ -187,12 +190,22 @@ def _orjson_agrees() -> bool:
 _ORJSON_AGREES = _fast_dumps is not None and _orjson_agrees()
 
 
+@dataclass(frozen=True)
+class Canonical:
+    """A parse in the form a fingerprint hashes (:func:`canonical_value`'s), made by whoever built
+    the value (:func:`~airflow_serde_compat.rewrite.stored_by_31.stored_and_canonical`), so that
+    it is not walked again."""
+
+    value: Any
+
+
 def fingerprint_of_dumped(text: str, parsed: Any) -> str | None:
     """``fingerprint(text, json_text=True)`` for a text ``json.dumps`` wrote, given its parse
     (orjson's, which equals json's when not
-    :func:`~airflow_serde_compat.scan.classify.has_19_digits`): without parsing it again."""
+    :func:`~airflow_serde_compat.scan.classify.has_19_digits`), or its :class:`Canonical`
+    form: without parsing it again."""
     try:
-        raw = _sorted_compact(_canonical_value(parsed))
+        raw = _sorted_compact(parsed.value if parsed.__class__ is Canonical else canonical_value(parsed))
     except (ValueError, TypeError, RecursionError):
         return fingerprint(text, json_text=True)
     return hashlib.sha256(raw).hexdigest()

@@ -24,9 +24,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from airflow_serde_compat.translate import MAX_TIMESTAMP, MIN_TIMESTAMP, TYPE, VAR, UnsupportedPayload, to_legacy
+from airflow_serde_compat.rewrite.backup import canonical_number
+from airflow_serde_compat.translate import (
+    MAX_DEPTH,
+    MAX_TIMESTAMP,
+    MIN_TIMESTAMP,
+    TYPE,
+    VAR,
+    UnsupportedPayload,
+    to_legacy,
+)
 
-__all__ = ["Fallback", "stored_by_31"]
+__all__ = ["Fallback", "stored_and_canonical", "stored_by_31"]
 
 _UTC = dt.timezone.utc
 _fromtimestamp = dt.datetime.fromtimestamp
@@ -43,6 +52,16 @@ def stored_by_31(payload: Any, *, enum_keys: bool = False, legacy: Any = None) -
     ``payload`` is the top of a 3.2 ``next_kwargs`` or trigger kwargs (``enum_keys``): a dict
     that is not itself a legacy envelope. Raises :class:`Fallback` for anything else.
     ``legacy``: ``to_legacy(payload, enum_keys=enum_keys)``, where the caller has it already."""
+    return stored_and_canonical(payload, enum_keys=enum_keys, legacy=legacy)[0]
+
+
+def stored_and_canonical(payload: Any, *, enum_keys: bool = False, legacy: Any = None) -> tuple[Any, Any]:
+    """:func:`stored_by_31`'s value, and its canonical form (what a backup fingerprint hashes:
+    :func:`~airflow_serde_compat.rewrite.backup.canonical_value` of it), built in the same walk.
+
+    The value is legacy throughout by construction: only legacy envelopes are built, and past
+    :data:`~airflow_serde_compat.translate.MAX_DEPTH` levels (counted so that the scan's own
+    count is never higher) it steps aside, so a scan after the rewrite finds the row legacy."""
     if payload.__class__ is not dict or (len(payload) == 2 and TYPE in payload and VAR in payload):
         raise Fallback
     if legacy is None:
@@ -51,43 +70,64 @@ def stored_by_31(payload: Any, *, enum_keys: bool = False, legacy: Any = None) -
         except UnsupportedPayload:
             raise Fallback from None
     try:
-        return _written(legacy)
+        return _written(legacy, 0)
     except Fallback:
         raise
     except Exception:  # noqa: BLE001 - RecursionError, OverflowError...: the long way decides
         raise Fallback from None
 
 
-def _written(node: Any) -> Any:
+def _written(node: Any, depth: int) -> tuple[Any, Any]:
     cls = node.__class__
-    if cls is str or cls is int or cls is bool or node is None:
-        return node
+    if cls is str or cls is bool or node is None:
+        return node, node
+    if cls is int:
+        return node, canonical_number(node)
     if cls is float:
-        return node if node - node == 0.0 else str(node)
+        if node - node == 0.0:
+            return node, canonical_number(node)
+        text = str(node)  # 3.1 writes NaN and infinities as their str
+        return text, text
+    if depth >= MAX_DEPTH:
+        raise Fallback
+    depth += 1
     if cls is list:
-        return [_written(v) for v in node]
+        written, canonical = [], []
+        for v in node:
+            w, c = _written(v, depth)
+            written.append(w)
+            canonical.append(c)
+        return written, canonical
     if cls is not dict or len(node) != 2:
         raise Fallback
     type_ = node.get(TYPE)
     var = node.get(VAR)
     if type_ == "dict":
         if var.__class__ is dict:
-            out = {}
+            written, canonical = {}, {}
             for k, v in var.items():
-                out[k] = v if v.__class__ is str else _written(v)
-            return {VAR: out, TYPE: "dict"}
+                if v.__class__ is str:
+                    written[k] = canonical[k] = v
+                else:
+                    written[k], canonical[k] = _written(v, depth)
+            return {VAR: written, TYPE: "dict"}, {VAR: canonical, TYPE: "dict"}
     elif type_ == "datetime":
         if (var.__class__ is float or var.__class__ is int) and MIN_TIMESTAMP <= var <= MAX_TIMESTAMP:
-            return {VAR: _fromtimestamp(var, _UTC).timestamp(), TYPE: "datetime"}
+            stamp = _fromtimestamp(var, _UTC).timestamp()
+            return {VAR: stamp, TYPE: "datetime"}, {VAR: canonical_number(stamp), TYPE: "datetime"}
     elif type_ == "timedelta":
         if var.__class__ is float or var.__class__ is int:
-            return {VAR: _timedelta(seconds=var).total_seconds(), TYPE: "timedelta"}
+            seconds = _timedelta(seconds=var).total_seconds()
+            return {VAR: seconds, TYPE: "timedelta"}, {VAR: canonical_number(seconds), TYPE: "timedelta"}
     elif type_ == "tuple":
         if var.__class__ is list:
-            return {VAR: [_written(v) for v in var], TYPE: "tuple"}
+            written, canonical = _written(var, depth)
+            return {VAR: written, TYPE: "tuple"}, {VAR: canonical, TYPE: "tuple"}
     elif type_ == "set":
         if var.__class__ is list:
-            return {VAR: _sorted_set(var), TYPE: "set"}
+            items = _sorted_set(var)
+            canonical = items if not items or items[0].__class__ is str else [canonical_number(v) for v in items]
+            return {VAR: items, TYPE: "set"}, {VAR: canonical, TYPE: "set"}
     raise Fallback
 
 

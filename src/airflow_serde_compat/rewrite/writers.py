@@ -17,11 +17,12 @@ import zlib
 from typing import Any, Callable, Mapping, Sequence
 
 from airflow_serde_compat._errors import cause_chain
+from airflow_serde_compat.rewrite.backup import Canonical
 from airflow_serde_compat.rewrite.plain_serialize import plain_serializer
-from airflow_serde_compat.rewrite.stored_by_31 import Fallback, stored_by_31
+from airflow_serde_compat.rewrite.stored_by_31 import Fallback, stored_and_canonical, stored_by_31
 from airflow_serde_compat.scan.classify import Format, Verdict, has_19_digits
 from airflow_serde_compat.scan.columns import StoredColumn
-from airflow_serde_compat.translate import CLASSNAME, DATA, TYPE, VAR, VERSION, legacy_throughout
+from airflow_serde_compat.translate import CLASSNAME, DATA, TYPE, VAR, VERSION
 
 __all__ = ["Airflow31Writer", "CannotRewrite", "XCOM_UUID_CHOICES", "uuids_as_text"]
 
@@ -165,10 +166,10 @@ class Airflow31Writer:
 
     def _next_kwargs(self, column: StoredColumn, payload: Any, row: Mapping[str, Any]) -> dict[str, Any]:
         # TaskInstance.next_kwargs is ExtendedJSON: BaseSerialization.serialize, then JSON.
-        written = self._stored_by_31(payload, False)
-        if written is not None:
-            text = _dumps(written)
-            parsed = written  # json.loads(text) == written: str keys, finite floats, exact ints
+        both = self._stored_by_31(payload, False)
+        if both is not None:
+            text = _dumps(both[0])
+            parsed = Canonical(both[1])  # of json.loads(text) == both[0]: str keys, finite floats, exact ints
         else:
             value = self._base.deserialize(payload)
             text = _dumps(self._serialize(value))
@@ -177,24 +178,23 @@ class Airflow31Writer:
             self._parsed[column.column] = parsed
         return {column.column: text}
 
-    def _stored_by_31(self, payload: Any, trigger_kwargs: bool) -> Any:
-        """3.1's writer on the bridge's value, computed on the JSON (:mod:`.stored_by_31`), or
-        None: the long way decides. Only for what needs no read-back (see :meth:`new_values`)."""
+    def _stored_by_31(self, payload: Any, trigger_kwargs: bool) -> tuple[Any, Any] | None:
+        """3.1's writer on the bridge's value and its canonical form, computed on the JSON
+        (:func:`.stored_and_canonical`), or None: the long way decides. Only for what needs no
+        read-back (see :meth:`new_values`)."""
         if not self._direct or self._read_back:
             return None
         try:
-            written = stored_by_31(payload, enum_keys=trigger_kwargs, legacy=self._legacy)
+            both = stored_and_canonical(payload, enum_keys=trigger_kwargs, legacy=self._legacy)
         except Fallback:
             return None
-        if not legacy_throughout(written):
-            # Cannot happen (only legacy envelopes are built): the long way and its check decide.
-            return None
+        written = both[0]
         if trigger_kwargs and not (
             written.__class__ is dict and written.get(TYPE) == "dict"
             and not any(v.__class__ is dict and v.get(TYPE) == "dict" and TYPE in v[VAR] for v in written[VAR].values())
         ):
             return None  # not a dict of kwargs, or one 3.1 decodes twice: the long way refuses it, with its reason
-        return written
+        return both
 
     def _direct_agrees(self) -> bool:
         """:func:`stored_by_31` equals the bridge's decode and 3.1's writer on a fixed sample of
@@ -217,9 +217,9 @@ class Airflow31Writer:
 
         # Trigger.kwargs -> Trigger.encrypt_kwargs: serialize, json.dumps, Fernet (3.1 always
         # encrypts when a key is configured, also where 3.2.1 had stored plaintext).
-        written = self._stored_by_31(payload, True)
-        if written is not None:
-            clear = _dumps(written)
+        both = self._stored_by_31(payload, True)
+        if both is not None:
+            clear = _dumps(both[0])
             return {column.column: self._encrypted(clear)}
         with reading_trigger_kwargs():
             kwargs = self._base.deserialize(payload)
