@@ -157,6 +157,15 @@ def _python() -> str:
     return sys.executable
 
 
+def _as_from_a_terminal(args: list[str]) -> list[str]:
+    """``args`` run with SIGINT at its default, as a shell started from a terminal runs a command.
+    A background job of a script (``.ci/run &``, nohup) ignores SIGINT, every process it starts
+    inherits that, and Python then never installs its Ctrl-C handler: the tests of Ctrl-C would
+    test nothing. The disposition is set, then Python is exec'd (a disposition survives exec)."""
+    reset = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+    return [args[0], "-c", reset, *args]
+
+
 def _clean_env() -> dict[str, str]:
     from conftest import SRC
 
@@ -254,9 +263,9 @@ def _with_more_task_instances(db: BuiltDatabase, url: str, n: int = 2000) -> Non
 def _rewrite_until_the_conversion_child_runs(db: BuiltDatabase, url: str, backup: Path) -> tuple[subprocess.Popen, int]:
     """``rewrite --apply --batch-size 1`` started, and the pid of its conversion child once the
     child has converted task instances (their lines are in the backup)."""
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(_as_from_a_terminal(
         [_python(), "-m", "airflow_serde_compat", "rewrite", "--apply", "--batch-size", "1", "--backup", str(backup),
-         "--sql-alchemy-conn", url, f"--fernet-key={db.keys}", "--xcom-uuid=str", "--no-progress"],
+         "--sql-alchemy-conn", url, f"--fernet-key={db.keys}", "--xcom-uuid=str", "--no-progress"]),
         env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.monotonic() + 120
@@ -364,10 +373,10 @@ def test_ctrl_c_stops_rewrite_while_its_update_waits_on_a_row_lock(postgres_db, 
     try:
         holder.exec_driver_sql("SELECT 1 FROM task_instance WHERE map_index = 101000 FOR UPDATE")
         backup = tmp_path / "b.jsonl"
-        proc = subprocess.Popen(
+        proc = subprocess.Popen(_as_from_a_terminal(
             [_python(), "-m", "airflow_serde_compat", "rewrite", "--apply", "--batch-size", "50", "--backup",
              str(backup), "--sql-alchemy-conn", url, f"--fernet-key={postgres_db.keys}", "--xcom-uuid=str",
-             "--no-progress"], env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+             "--no-progress"]), env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             start_new_session=True)
         deadline = time.monotonic() + 120
         with admin.connect() as conn:
